@@ -1,0 +1,5 @@
+import sys
+
+from ci_perf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,76 @@
+"""Auth for the load tools, read from the environment and handed to them as JSON in CI_PERF_AUTH
+(an environment variable, never argv, so secrets stay out of `ps` and logs)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+from ci_perf.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Auth:
+    api_key: str = ""
+    api_key_header: str = "X-API-Key"
+    bearer_token: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # sent on every request
+    cookies: dict[str, str] = field(default_factory=dict)
+    csrf_token: str = ""  # sent on writes only, as header and cookie (SARK's double-submit CSRF)
+    csrf_header: str = "X-CSRF-Token"
+    csrf_cookie: str = "csrf_token"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Auth:
+        return cls(
+            api_key=env.get("CI_PERF_API_KEY") or env.get("TEST_API_KEY", ""),
+            api_key_header=env.get("CI_PERF_API_KEY_HEADER", "X-API-Key"),
+            bearer_token=env.get("CI_PERF_BEARER_TOKEN", ""),
+            headers=_pairs(env.get("CI_PERF_HEADERS", ""), ":", "CI_PERF_HEADERS", "Name: value; Other: value"),
+            cookies=_pairs(env.get("CI_PERF_COOKIES", ""), "=", "CI_PERF_COOKIES", "name=value; other=value"),
+            csrf_token=env.get("CI_PERF_CSRF_TOKEN", ""),
+            csrf_header=env.get("CI_PERF_CSRF_HEADER", "X-CSRF-Token"),
+            csrf_cookie=env.get("CI_PERF_CSRF_COOKIE", "csrf_token"),
+        )
+
+    def request_headers(self, write: bool = False) -> dict[str, str]:
+        """Headers for one request, exactly as the locustfile and the k6 script build them."""
+        out = dict(self.headers)
+        if self.api_key:
+            out[self.api_key_header] = self.api_key
+        if self.bearer_token:
+            out["Authorization"] = f"Bearer {self.bearer_token}"
+        if write and self.csrf_token:
+            out[self.csrf_header] = self.csrf_token
+        return out
+
+    def secrets(self) -> list[str]:
+        """Every value that must never appear in output: masked in logs and reports."""
+        values = [self.api_key, self.bearer_token, self.csrf_token, *self.cookies.values()]
+        values += [v for k, v in self.headers.items() if k.lower() in _SECRET_HEADERS]
+        return [v for v in values if v]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+_SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "x-csrf-token", "x-auth-token", "proxy-authorization"}
+
+
+def _pairs(text: str, sep: str, var: str, example: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(";"))):
+        name, found, value = item.partition(sep)
+        if not found or not name.strip():
+            raise ConfigError(f"{var} has a malformed entry {name.strip()!r}; write it as {example!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def mask(text: str, secrets: list[str]) -> str:
+    """Replace every secret in text by ***."""
+    for s in sorted(secrets, key=len, reverse=True):
+        if len(s) >= 4:
+            text = text.replace(s, "***")
+    return text

@@ -1,0 +1,395 @@
+"""The data types of one run, one per stage of the flow (DESIGN.md):
+
+RunResult (what the tool measured) -> Evaluation (thresholds) -> Comparison (baseline deltas),
+bundled as Outcome, which is what results.json holds. All are frozen and round-trip through JSON
+with to_dict / from_dict, so a baseline is simply a saved RunResult.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Literal
+
+from ci_perf.errors import ResultError
+
+SCHEMA_VERSION = 1
+
+Tool = Literal["locust", "k6"]
+TOOLS: tuple[Tool, ...] = ("locust", "k6")
+AGGREGATE = "Aggregated"
+
+
+def quantize_ms(value: float) -> float:
+    """Our own histogram bucket for a latency: three significant digits (at most 0.5% off).
+
+    Locust's histograms come already rounded by Locust (int ms below 100 ms, then 10 ms, then 100 ms)
+    and are kept as Locust made them, so that our percentiles equal Locust's.
+    """
+    if value <= 0:
+        return 0.0
+    return float(f"{value:.3g}")
+
+
+@dataclass(frozen=True)
+class LatencyHistogram:
+    """Latency counts at quantized values (ms), sorted by value. Histograms merge exactly by adding
+    counts, so shards, windows and runs combine without averaging percentiles."""
+
+    counts: tuple[tuple[float, int], ...] = ()
+
+    @classmethod
+    def from_mapping(cls, counts: Mapping[float, int]) -> LatencyHistogram:
+        return cls(tuple(sorted((float(k), int(v)) for k, v in counts.items() if v)))
+
+    @classmethod
+    def from_values(cls, values: Iterable[float]) -> LatencyHistogram:
+        acc: dict[float, int] = {}
+        for v in values:
+            q = quantize_ms(v)
+            acc[q] = acc.get(q, 0) + 1
+        return cls.from_mapping(acc)
+
+    @property
+    def total(self) -> int:
+        return sum(c for _, c in self.counts)
+
+    def merge(self, other: LatencyHistogram) -> LatencyHistogram:
+        acc = dict(self.counts)
+        for value, count in other.counts:
+            acc[value] = acc.get(value, 0) + count
+        return LatencyHistogram.from_mapping(acc)
+
+    def percentile(self, q: float) -> float:
+        """Locust's rule: the largest value v with fewer than int(total*q)+1 samples below it.
+
+        Walking down from the top keeps this identical to locust.stats.calculate_response_time_percentile.
+        """
+        total = self.total
+        if total == 0:
+            return 0.0
+        allowed_below = int(total * q)
+        seen = 0
+        for value, count in reversed(self.counts):
+            seen += count
+            if total - seen <= allowed_below:
+                return value
+        return self.counts[0][0]
+
+    def to_dict(self) -> list[list[float]]:
+        return [[v, c] for v, c in self.counts]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> LatencyHistogram:
+        return cls(tuple((float(v), int(c)) for v, c in data))
+
+
+@dataclass(frozen=True)
+class Window:
+    """One time window of one endpoint (or of all): what the verdict statistics sample."""
+
+    start_s: float  # offset from the start of the run
+    length_s: float
+    requests: int
+    failures: int
+    users: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.length_s if self.length_s > 0 else 0.0
+
+    @property
+    def error_rate(self) -> float:
+        return self.failures / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True)
+class ErrorCount:
+    """One kind of failure (status or message) and how often it happened."""
+
+    error: str
+    occurrences: int
+
+
+@dataclass(frozen=True)
+class EndpointStats:
+    """Totals for one endpoint (method + name), or for all requests when name == AGGREGATE."""
+
+    method: str
+    name: str
+    requests: int
+    failures: int
+    rps: float
+    min_ms: float
+    avg_ms: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    histogram: LatencyHistogram | None = None
+    windows: tuple[Window, ...] = ()
+    errors: tuple[ErrorCount, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.name}".strip()
+
+    @property
+    def error_rate(self) -> float:
+        return self.failures / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Health endpoint probed on its own schedule during the run."""
+
+    probes: int
+    ok: int
+
+    @property
+    def ratio(self) -> float:
+        return self.ok / self.probes if self.probes else 0.0
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    scenario: str
+    tool: Tool
+    tool_version: str
+    users: int
+    spawn_rate: float
+    duration_s: float
+    host: str
+    started_at: str = ""  # ISO 8601, UTC
+    window_s: float = 0.0
+    commit: str = ""
+    ref: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def load_shape(self) -> tuple[str, str, int, float]:
+        """What must match for two runs to be compared."""
+        return (self.scenario, self.tool, self.users, self.duration_s)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    meta: RunMeta
+    total: EndpointStats
+    endpoints: tuple[EndpointStats, ...]
+    availability: Availability | None = None
+
+    def endpoint(self, key: str) -> EndpointStats | None:
+        if key in (AGGREGATE, self.total.key):
+            return self.total
+        return next((e for e in self.endpoints if e.key == key), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, **_encode(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
+        return _decode_result(data)
+
+
+class Status(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"  # not measured in this run
+
+
+Direction = Literal["lower", "higher"]  # which way is better
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One threshold check: measured value against target (warning) and critical (failure)."""
+
+    name: str
+    metric: str
+    scope: str
+    unit: str
+    direction: Direction
+    target: float
+    critical: float
+    actual: float | None
+    status: Status
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    checks: tuple[CheckResult, ...] = ()
+
+    @property
+    def status(self) -> Status:
+        found = {c.status for c in self.checks}
+        for s in (Status.FAIL, Status.WARN, Status.PASS):
+            if s in found:
+                return s
+        return Status.SKIP
+
+
+class Change(StrEnum):
+    IMPROVED = "improved"
+    DEGRADED = "degraded"
+    UNCHANGED = "unchanged"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    endpoint: str
+    metric: str
+    direction: Direction
+    baseline: float | None
+    current: float | None
+    change: Change
+    delta_pct: float | None = None
+    p_value: float | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Current run against a baseline; `method` says how verdicts were reached, for the report."""
+
+    source: str
+    baseline: RunMeta
+    method: str
+    deltas: tuple[MetricDelta, ...] = ()
+    warning: str = ""
+
+    @property
+    def regressions(self) -> tuple[MetricDelta, ...]:
+        return tuple(d for d in self.deltas if d.change is Change.DEGRADED)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything results.json holds: enough to re-render every report without rerunning."""
+
+    result: RunResult
+    evaluation: Evaluation
+    comparison: Comparison | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "result": _encode(self.result),
+            "evaluation": _encode(self.evaluation),
+            "comparison": _encode(self.comparison) if self.comparison else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Outcome:
+        try:
+            _check_version(data)
+            comparison = data.get("comparison")
+            return cls(
+                result=_decode_result(data["result"]),
+                evaluation=Evaluation(tuple(_decode_check(c) for c in data["evaluation"]["checks"])),
+                comparison=_decode_comparison(comparison) if comparison else None,
+            )
+        except ResultError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ResultError(f"not a ci-perf results document ({_describe(exc)})") from exc
+
+
+# --- JSON encoding -------------------------------------------------------------------------------
+
+def _encode(obj: Any) -> Any:
+    if isinstance(obj, LatencyHistogram):
+        return obj.to_dict()
+    if isinstance(obj, StrEnum):
+        return obj.value
+    if hasattr(obj, "__dataclass_fields__"):
+        return {name: _encode(getattr(obj, name)) for name in obj.__dataclass_fields__}
+    if isinstance(obj, tuple | list):
+        return [_encode(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _encode(v) for k, v in obj.items()}
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    return str(exc) or type(exc).__name__
+
+
+def _check_version(data: Mapping[str, Any]) -> None:
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultError(
+            f"schema_version is {version!r}, this ci-perf reads {SCHEMA_VERSION}; "
+            "re-create the file with this version of ci-perf"
+        )
+
+
+def _decode_endpoint(d: Mapping[str, Any]) -> EndpointStats:
+    hist = d.get("histogram")
+    return EndpointStats(
+        method=str(d["method"]),
+        name=str(d["name"]),
+        requests=int(d["requests"]),
+        failures=int(d["failures"]),
+        rps=float(d["rps"]),
+        min_ms=float(d["min_ms"]),
+        avg_ms=float(d["avg_ms"]),
+        p50_ms=float(d["p50_ms"]),
+        p90_ms=float(d["p90_ms"]),
+        p95_ms=float(d["p95_ms"]),
+        p99_ms=float(d["p99_ms"]),
+        max_ms=float(d["max_ms"]),
+        histogram=LatencyHistogram.from_dict(hist) if hist is not None else None,
+        windows=tuple(Window(**w) for w in d.get("windows", ())),
+        errors=tuple(ErrorCount(**e) for e in d.get("errors", ())),
+    )
+
+
+def _decode_meta(d: Mapping[str, Any]) -> RunMeta:
+    return RunMeta(**{**d, "labels": dict(d.get("labels", {}))})
+
+
+def _decode_result(d: Mapping[str, Any]) -> RunResult:
+    try:
+        _check_version(d) if "schema_version" in d else None
+        avail = d.get("availability")
+        return RunResult(
+            meta=_decode_meta(d["meta"]),
+            total=_decode_endpoint(d["total"]),
+            endpoints=tuple(_decode_endpoint(e) for e in d["endpoints"]),
+            availability=Availability(**avail) if avail else None,
+        )
+    except ResultError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ResultError(f"not a ci-perf run result ({_describe(exc)})") from exc
+
+
+def _decode_check(d: Mapping[str, Any]) -> CheckResult:
+    return CheckResult(**{**d, "status": Status(d["status"])})
+
+
+def _decode_comparison(d: Mapping[str, Any]) -> Comparison:
+    return Comparison(
+        source=d["source"],
+        baseline=_decode_meta(d["baseline"]),
+        method=d["method"],
+        deltas=tuple(MetricDelta(**{**x, "change": Change(x["change"])}) for x in d["deltas"]),
+        warning=d.get("warning", ""),
+    )
+
+
+def with_availability(result: RunResult, availability: Availability | None) -> RunResult:
+    return replace(result, availability=availability)

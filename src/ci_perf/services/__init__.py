@@ -1,0 +1,1 @@
+"""System-under-test backends (docker, local, external), registered by name."""
