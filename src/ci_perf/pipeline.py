@@ -1,0 +1,257 @@
+"""One run as a pipeline of plain functions (DESIGN.md's flow):
+
+Settings -> Stack up -> Runner -> RunArtifacts -> parser -> RunResult -> Evaluation -> Comparison
+-> Outcome -> files (results.json and every report) -> publishers -> exit code. The stack is torn
+down on every way out: success, failure, timeout, Ctrl-C and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
+
+from ci_perf.auth import Auth, mask
+from ci_perf.config import Settings
+from ci_perf.errors import EXIT_GATE_FAILED, EXIT_OK, ResultError
+from ci_perf.model import Comparison, Outcome, RunMeta, RunResult, Status
+from ci_perf.parsers import get_parser
+from ci_perf.probe import HealthProbe, wait_for_health
+from ci_perf.runners import RunSpec, get_runner
+from ci_perf.scenarios.catalog import Scenario, get_scenario
+from ci_perf.services.base import StackConfig, StackInfo, get_backend
+
+
+def scenario_for(settings: Settings) -> Scenario:
+    return get_scenario(settings.scenario).with_load(settings.users, settings.spawn_rate, settings.duration_s)
+
+
+def default_window_s(duration_s: float) -> float:
+    """About twenty windows per run (the verdict statistics sample them), 1 s to 30 s each."""
+    return float(max(1, min(30, round(duration_s / 20))))
+
+
+def stack_config(settings: Settings, api_key: str, run_id: str | None = None) -> StackConfig:
+    extra = {"run_id": run_id} if run_id else {}
+    return StackConfig(
+        backend=settings.resolved_backend,
+        log_dir=settings.report_dir / "logs",
+        host=settings.host,
+        health_path=settings.health_path,
+        health_timeout_s=settings.health_timeout_s,
+        db_image=settings.db_image,
+        redis_image=settings.redis_image,
+        api_image=settings.api_image,
+        api_build_context=settings.api_build_context,
+        api_command=settings.api_command,
+        api_env=dict(settings.api_env),
+        migrate_command=settings.migrate_command,
+        seed_command=settings.seed_command,
+        api_key=api_key,
+        **extra,
+    )
+
+
+def auth_for(settings: Settings, env: Mapping[str, str]) -> Auth:
+    """Auth from the environment. A stack we start ourselves gets a fresh key when none is given."""
+    auth = Auth.from_env(env)
+    if not auth.api_key and settings.resolved_backend != "external":
+        auth = replace(auth, api_key=settings.api_key or "sk_ci_perf_" + secrets.token_hex(12))
+    return auth
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C so that every `finally` tears down what it started."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def running_stack(config: StackConfig) -> Iterator[StackInfo]:
+    stack = get_backend(config)
+    try:
+        print(f"ci-perf: starting the {config.backend} stack (run id {config.run_id})", flush=True)
+        info = stack.up()
+        yield info
+    finally:
+        # Ctrl-C during teardown must not leave half of it behind.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            stack.down()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def public_host(url: str) -> str:
+    """The host as it may appear in reports: no user:password@."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def run_load(settings: Settings, scenario: Scenario, host: str, auth: Auth) -> RunResult:
+    """Health wait, the tool run with the availability probe beside it, and the parse."""
+    health_url = host.rstrip("/") + settings.health_path
+    wait_for_health(health_url, settings.health_timeout_s)
+    window_s = settings.window_s or default_window_s(scenario.duration_s)
+    spec = RunSpec(
+        scenario=scenario,
+        host=host.rstrip("/"),
+        raw_dir=settings.report_dir / "raw",
+        auth=auth,
+        window_s=window_s,
+        script=settings.script,
+        processes=settings.processes,
+    )
+    print(f"ci-perf: {scenario.name} with {settings.tool}: {scenario.users} users for {scenario.duration_s}s "
+          f"against {public_host(host)}", flush=True)
+    with HealthProbe(health_url) as probe:
+        artifacts = get_runner(settings.tool)(spec)
+    meta = RunMeta(
+        scenario=scenario.name,
+        tool=settings.tool,
+        tool_version=artifacts.tool_version,
+        users=scenario.users,
+        spawn_rate=scenario.spawn_rate,
+        duration_s=float(scenario.duration_s),
+        host=public_host(host),
+        started_at=artifacts.started_at,
+        window_s=window_s,
+        commit=os.environ.get("GITHUB_SHA") or os.environ.get("CI_COMMIT_SHA", ""),
+        ref=os.environ.get("GITHUB_HEAD_REF") or os.environ.get("GITHUB_REF_NAME")
+        or os.environ.get("CI_COMMIT_REF_NAME", ""),
+    )
+    result = get_parser(settings.tool)(artifacts, meta)
+    return replace(result, availability=probe.availability)
+
+
+def evaluate(settings: Settings, scenario: Scenario, result: RunResult) -> Outcome:
+    from ci_perf.thresholds import evaluate as evaluate_thresholds
+    from ci_perf.thresholds import parse_thresholds
+
+    thresholds = parse_thresholds(settings.thresholds, settings.scenario_thresholds)
+    evaluation = evaluate_thresholds(result, thresholds, scenario)
+    return Outcome(result=result, evaluation=evaluation, comparison=compare_to_baseline(settings, result))
+
+
+def compare_to_baseline(settings: Settings, result: RunResult) -> Comparison | None:
+    if not settings.baseline:
+        return None
+    from ci_perf.baseline import load_baseline
+    from ci_perf.compare import compare
+
+    baseline = load_baseline(settings.baseline)
+    if baseline is None:
+        print(f"ci-perf: no baseline found at {settings.baseline}; comparing nothing", flush=True)
+        return None
+    return compare(result, baseline, source=settings.baseline, min_effect=settings.min_effect)
+
+
+def write_outputs(outcome: Outcome, report_dir: Path, secret_values: list[str]) -> dict[str, Path]:
+    """results.json and every rendered report, with secrets masked as a last line of defence."""
+    from ci_perf.reports import render_all
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    files = {"results.json": json.dumps(outcome.to_dict(), indent=2, sort_keys=True) + "\n"}
+    files.update(render_all(outcome))
+    written: dict[str, Path] = {}
+    for name, content in files.items():
+        path = report_dir / name
+        path.write_text(mask(content, secret_values), encoding="utf-8")
+        written[name] = path
+    return written
+
+
+def load_outcome(path: Path) -> Outcome:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultError(f"{path} does not exist; pass the results.json of a ci-perf run") from None
+    except (OSError, ValueError) as exc:
+        raise ResultError(f"{path} is not readable JSON ({exc}); pass the results.json of a ci-perf run") from None
+    if not isinstance(data, dict):
+        raise ResultError(f"{path} is not a ci-perf results document (expected a JSON object)")
+    try:
+        return Outcome.from_dict(data)
+    except ResultError as exc:
+        raise ResultError(f"{path}: {exc}") from None
+
+
+def gate_exit_code(outcome: Outcome, fail_on_regression: bool) -> int:
+    if outcome.evaluation.status is Status.FAIL:
+        return EXIT_GATE_FAILED
+    if fail_on_regression and outcome.comparison is not None and outcome.comparison.regressions:
+        return EXIT_GATE_FAILED
+    return EXIT_OK
+
+
+def headline(outcome: Outcome, fail_on_regression: bool) -> str:
+    failed = [c.name for c in outcome.evaluation.checks if c.status is Status.FAIL]
+    warned = [c.name for c in outcome.evaluation.checks if c.status is Status.WARN]
+    regressed = [f"{d.endpoint} {d.metric}" for d in (outcome.comparison.regressions if outcome.comparison else ())]
+    parts = []
+    if failed:
+        parts.append("FAILED thresholds: " + ", ".join(failed))
+    if regressed:
+        parts.append(("REGRESSED: " if fail_on_regression else "degraded (not gating): ") + ", ".join(regressed))
+    if warned:
+        parts.append("warnings: " + ", ".join(warned))
+    return "; ".join(parts) or "all checks passed"
+
+
+def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
+    """`ci-perf run`: the whole flow; returns the exit code."""
+    env = os.environ if env is None else env
+    scenario = scenario_for(settings)
+    auth = auth_for(settings, env)
+    settings.report_dir.mkdir(parents=True, exist_ok=True)
+    with sigterm_as_interrupt(), running_stack(stack_config(settings, auth.api_key)) as info:
+        result = run_load(settings, scenario, info.base_url, auth)
+    outcome = evaluate(settings, scenario, result)
+    written = write_outputs(outcome, settings.report_dir, auth.secrets())
+    publish(outcome, settings, written, env)
+    code = gate_exit_code(outcome, settings.fail_on_regression)
+    print(f"ci-perf: {scenario.name}/{settings.tool}: {headline(outcome, settings.fail_on_regression)}")
+    print(f"ci-perf: reports in {settings.report_dir.resolve()}: {', '.join(sorted(written))}")
+    return code
+
+
+def publish(outcome: Outcome, settings: Settings, written: Mapping[str, Path], env: Mapping[str, str]) -> None:
+    """Where the results go besides files: GitHub or GitLab when running there (or when asked)."""
+    target = settings.publish
+    if target == "auto":
+        target = "github" if env.get("GITHUB_ACTIONS") else "gitlab" if env.get("GITLAB_CI") else "files"
+    if target in ("files", "none"):
+        return
+    from ci_perf.publish import publish_outcome
+
+    publish_outcome(target, outcome, settings, written, env)
+
+
+def eprint(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
