@@ -41,6 +41,7 @@ class StackConfig:
     db_user: str = "sark"
     db_password: str = "sark"
     db_name: str = "sark"
+    docker_network: Literal["host", "bridge"] = "host"  # bridge: per-run network, ports on 127.0.0.1
 
 
 @dataclass(frozen=True)
