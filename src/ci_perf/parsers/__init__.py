@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from ci_perf.errors import ConfigError
-from ci_perf.model import RunMeta, RunResult
+from ci_perf.model import TOOLS, RunMeta, RunResult
 from ci_perf.runners.base import RunArtifacts
 
 Parser = Callable[[RunArtifacts, RunMeta], RunResult]
@@ -21,9 +22,7 @@ def register(name: str) -> Callable[[Parser], Parser]:
 
 
 def get_parser(name: str) -> Parser:
-    from ci_perf.parsers import k6, locust  # noqa: F401  (registers them)
-
-    try:
-        return PARSERS[name]
-    except KeyError:
-        raise ConfigError(f"no parser for tool {name!r}") from None
+    if name not in TOOLS:
+        raise ConfigError(f"no parser for tool {name!r}; choose one of: {', '.join(TOOLS)}")
+    importlib.import_module(f"ci_perf.parsers.{name}")  # registers it
+    return PARSERS[name]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ci_perf.auth import Auth
 from ci_perf.errors import ConfigError
-from ci_perf.model import Tool
+from ci_perf.model import TOOLS, Tool
 from ci_perf.scenarios.catalog import Scenario
 
 
@@ -75,10 +76,7 @@ def register(name: str) -> Callable[[Runner], Runner]:
 
 
 def get_runner(name: str) -> Runner:
-    # Importing the modules registers them; done here so that `ci_perf.runners` stays cheap to import.
-    from ci_perf.runners import k6, locust  # noqa: F401
-
-    try:
-        return RUNNERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown tool {name!r}; choose one of: {', '.join(sorted(RUNNERS))}") from None
+    if name not in TOOLS:
+        raise ConfigError(f"unknown tool {name!r}; choose one of: {', '.join(TOOLS)}")
+    importlib.import_module(f"ci_perf.runners.{name}")  # registers it
+    return RUNNERS[name]

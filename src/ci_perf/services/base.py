@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 import uuid
 from collections.abc import Callable
@@ -73,13 +74,11 @@ def register(name: str) -> Callable[[BackendFactory], BackendFactory]:
 
 
 def get_backend(config: StackConfig) -> Stack:
-    from ci_perf.services import docker, external, local  # noqa: F401  (registers them)
-
-    try:
-        factory = BACKENDS[config.backend]
-    except KeyError:
-        raise ConfigError(f"unknown backend {config.backend!r}; choose one of: {', '.join(BACKEND_NAMES)}") from None
-    return factory(config)
+    if config.backend not in BACKEND_NAMES:
+        raise ConfigError(f"unknown backend {config.backend!r}; choose one of: {', '.join(BACKEND_NAMES)}")
+    # Import only the backend asked for: it registers itself, and only docker.py needs the docker SDK.
+    importlib.import_module(f"ci_perf.services.{config.backend}")
+    return BACKENDS[config.backend](config)
 
 
 def wait_until(

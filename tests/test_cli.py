@@ -1,0 +1,65 @@
+"""The command line as a user meets it: exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ci_perf.cli import main
+from ci_perf.scenarios.catalog import SCENARIOS
+
+
+def test_scenarios_lists_all_eleven(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scenarios"]) == 0
+    out = capsys.readouterr().out
+    for name in SCENARIOS:
+        assert name in out
+    assert len(SCENARIOS) == 11
+
+
+def test_unknown_scenario_exits_2_with_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ci_perf", "run", "--scenario", "smoke", "--host", "http://127.0.0.1:9"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown scenario 'smoke'" in lines[0] and "smoke_test" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not readable JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"schema_version": 1, "result": {}}', "missing field"),
+        ('{"schema_version": 99}', "schema_version is 99"),
+    ],
+)
+def test_malformed_results_file_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(content)
+    assert main(["report", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(path) in err and message in err and len(err.splitlines()) == 1
+
+
+def test_missing_results_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path / "nope.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_health_timeout_is_an_infrastructure_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--host", "http://127.0.0.1:9", "--health-timeout", "1s", "--report-dir", str(tmp_path),
+                 "--duration", "2s"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "did not become healthy within 1s" in err and "http://127.0.0.1:9/health/" in err
+    assert not json.dumps([p.name for p in tmp_path.iterdir()]).count("results.json")

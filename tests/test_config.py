@@ -1,0 +1,90 @@
+"""Settings precedence and one-line errors for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ci_perf.config import build_settings, parse_duration
+from ci_perf.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "ci-perf.yml"
+    path.write_text(text)
+    return path
+
+
+def test_precedence_cli_over_env_over_file_over_defaults(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "scenario: load_test_moderate\ntool: k6\nusers: 7\nduration: 2m\nprocesses: 2\n")
+    env = {"CI_PERF_USERS": "9", "CI_PERF_DURATION": "90s"}
+    s = build_settings({"duration": "45s"}, env=env, config_file=cfg)
+    assert (s.scenario, s.tool, s.users, s.duration_s, s.processes) == ("load_test_moderate", "k6", 9, 45, 2)
+    assert s.spawn_rate is None and s.health_path == "/health/"
+
+
+def test_scenario_section_overrides_top_level_and_carries_thresholds(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path,
+        "users: 5\nthresholds: {api_p95: {target: 80ms, critical: 150ms}}\n"
+        "scenarios:\n  smoke_test:\n    users: 2\n    thresholds: {error_rate: {target: 2%, critical: 4%}}\n",
+    )
+    s = build_settings({"scenario": "smoke_test"}, env={}, config_file=cfg)
+    assert s.users == 2
+    assert s.thresholds == {"api_p95": {"target": "80ms", "critical": "150ms"}}
+    assert s.scenario_thresholds == {"error_rate": {"target": "2%", "critical": "4%"}}
+    other = build_settings({"scenario": "soak_test"}, env={}, config_file=cfg)
+    assert other.users == 5 and other.scenario_thresholds == {}
+
+
+def test_sections_health_stack_baseline(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path,
+        "health: {path: /healthz, timeout: 2m}\nstack: {api-image: me/sark:1, api_env: {A: 1}}\n"
+        "baseline: {source: 'file:base.json', fail_on_regression: true, min_effect: 15%}\n",
+    )
+    s = build_settings({}, env={}, config_file=cfg)
+    assert (s.health_path, s.health_timeout_s, s.api_image, s.api_env) == ("/healthz", 120.0, "me/sark:1", {"A": "1"})
+    assert (s.baseline, s.fail_on_regression, s.min_effect) == ("file:base.json", True, pytest.approx(0.15))
+
+
+def test_backend_defaults_follow_host() -> None:
+    assert build_settings({}, env={}).resolved_backend == "local"
+    assert build_settings({"host": "http://127.0.0.1:1"}, env={}).resolved_backend == "external"
+
+
+def test_scenario_json_in_env_is_not_a_scenario_name() -> None:
+    # The runners hand the scenario to the tools as JSON in CI_PERF_SCENARIO; a nested ci-perf must not read it.
+    assert build_settings({}, env={"CI_PERF_SCENARIO": '{"name": "x"}'}).scenario == "smoke_test"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400), ("90", 90), (45, 45), ("2m10s", 130)]
+)
+def test_parse_duration(text: object, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("cli", "yml", "message"),
+    [
+        ({"duration": "soon"}, "", "is not a duration"),
+        ({"users": 0}, "", "must be greater than 0"),
+        ({"tool": "jmeter"}, "", "unknown tool 'jmeter'"),
+        ({}, "colour: blue\n", "unknown setting 'colour'"),
+        ({}, "users: [1\n", "not valid YAML at line"),
+        ({}, "- a\n- b\n", "must be a mapping"),
+        ({}, "min_effect: lots\n", "is not a fraction"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path: Path, cli: dict[str, object], yml: str, message: str) -> None:
+    cfg = write(tmp_path, yml) if yml else None
+    with pytest.raises(ConfigError) as err:
+        build_settings(cli, env={}, config_file=cfg)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_named_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_settings({}, env={}, config_file=tmp_path / "nope.yml")
