@@ -1,0 +1,217 @@
+"""The `local` backend: PostgreSQL, Redis and the API as plain processes on 127.0.0.1 (no Docker).
+
+PostgreSQL runs in the foreground (`postgres -D`, not `pg_ctl start`) so that it is our child and
+in a process group we own; as root it runs as the `postgres` user, since PostgreSQL refuses root.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import quote
+
+from ci_perf.errors import ConfigError, ServiceError
+from ci_perf.services import procs
+from ci_perf.services.base import StackConfig, StackInfo, register, wait_until
+
+PG_BIN = Path(os.environ.get("CI_PERF_PG_BIN", "/usr/lib/postgresql/15/bin"))
+# A throwaway database for load tests: durability buys nothing, speed and stable latency do.
+PG_SETTINGS = {
+    "listen_addresses": "127.0.0.1",
+    "shared_preload_libraries": "pg_stat_statements",
+    "max_connections": "200",
+    "shared_buffers": "128MB",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "logging_collector": "off",
+}
+SETUP_SQL = """\
+CREATE ROLE :"user" LOGIN PASSWORD :'password';
+CREATE DATABASE :"db" OWNER :"user";
+\\connect :"db"
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+"""
+
+
+@register("local")
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.state = procs.RunState(config.run_id)
+        self.processes: list[procs.Proc] = []
+        self.temp_dirs: list[Path] = []
+        self._down = False
+
+    def up(self) -> StackInfo:
+        cfg = self.config
+        cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        api_port = cfg.api_port or procs.free_port()
+        if cfg.api_port:
+            procs.ensure_port_free(cfg.api_port, "api_port")
+        try:
+            database_url = self._start_postgres()
+            redis_url = self._start_redis()
+            env = self._service_env(database_url, redis_url, api_port)
+            if cfg.migrate_command:
+                self._run_step("migrate", cfg.migrate_command, env)
+            base_url = self._start_api(api_port, env)
+            if cfg.seed_command:
+                self._run_step("seed", cfg.seed_command, {**env, "SARK_BASE_URL": base_url})
+        except BaseException:
+            self.down()
+            raise
+        return StackInfo(base_url=base_url, database_url=database_url, redis_url=redis_url, run_id=cfg.run_id)
+
+    def down(self) -> None:
+        """Stop everything we started (newest first) and remove our temp dirs; safe to call twice."""
+        if self._down:
+            return
+        self._down = True
+        for proc in reversed(self.processes):
+            procs.stop(proc)
+        for path in self.temp_dirs:
+            shutil.rmtree(path, ignore_errors=True)
+        self.state.forget()
+
+    def pids(self) -> list[int]:
+        return [p.popen.pid for p in self.processes]
+
+    # --- PostgreSQL ---------------------------------------------------------------------------
+
+    def _start_postgres(self) -> str:
+        cfg, user = self.config, procs.service_user()
+        if not (PG_BIN / "postgres").exists():
+            raise ConfigError(
+                f"PostgreSQL binaries not found in {PG_BIN}; apt install postgresql or set CI_PERF_PG_BIN"
+            )
+        tmp = self._temp_dir("pg", user)
+        data, log, port = tmp / "data", cfg.log_dir / "postgres.log", procs.free_port()
+        env = {**os.environ, "LC_ALL": "C.UTF-8"}
+        initdb = [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
+                  "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"]  # fmt: skip
+        code, _ = procs.run_logged("initdb", initdb, log, env, 120, user=user)
+        if code != 0:
+            raise ServiceError(f"postgres: initdb failed (exit {code})\n{_tail(log)}")
+        argv = [str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port), "-k", str(tmp)]
+        for key, value in PG_SETTINGS.items():
+            argv += ["-c", f"{key}={value}"]
+        # SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for every client to leave.
+        proc = self._spawn("postgres", argv, log, env, user=user, stop_signal=signal.SIGINT)
+        ready = [str(PG_BIN / "pg_isready"), "-q", "-h", str(tmp), "-p", str(port)]
+        self._wait("postgres", proc, lambda: procs.run_logged("pg_isready", ready, tmp / "ready.log", env, 5)[0] == 0)
+        psql = [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(tmp), "-p", str(port),
+                "-U", "postgres", "-d", "postgres", "-f", str(self._setup_script(tmp, user)),
+                "-v", f"user={cfg.db_user}", "-v", f"password={cfg.db_password}",
+                "-v", f"db={cfg.db_name}"]  # fmt: skip
+        code, out = procs.run_logged("psql", psql, log, env, 60, user=user)
+        if code != 0:
+            raise ServiceError(f"postgres: creating user and database failed (exit {code})\n{out.strip()}")
+        auth = f"{quote(cfg.db_user, safe='')}:{quote(cfg.db_password, safe='')}"
+        return f"postgresql://{auth}@127.0.0.1:{port}/{quote(cfg.db_name, safe='')}"
+
+    def _setup_script(self, tmp: Path, user: str | None) -> Path:
+        path = tmp / "setup.sql"
+        path.write_text(SETUP_SQL)
+        procs.chown_to(path, user)
+        return path
+
+    # --- Redis and the API ----------------------------------------------------------------------
+
+    def _start_redis(self) -> str:
+        redis_server = shutil.which("redis-server")
+        if not redis_server:
+            raise ConfigError("redis-server not found on PATH; apt install redis-server")
+        tmp, port = self._temp_dir("redis", None), procs.free_port()
+        argv = [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--dir", str(tmp), "--logfile", ""]  # fmt: skip
+        proc = self._spawn("redis", argv, self.config.log_dir / "redis.log", dict(os.environ))
+        self._wait("redis", proc, lambda: _redis_ping(port))
+        return f"redis://127.0.0.1:{port}/0"
+
+    def _service_env(self, database_url: str, redis_url: str, api_port: int) -> dict[str, str]:
+        cfg = self.config
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "SARK_API_KEY": cfg.api_key}
+        env.update({"HOST": "127.0.0.1", "PORT": str(api_port), **cfg.api_env})
+        return env
+
+    def _start_api(self, port: int, env: dict[str, str]) -> str:
+        cfg = self.config
+        if cfg.api_command:  # a shell command line; {host} and {port} are filled in
+            argv = ["/bin/sh", "-c", cfg.api_command.replace("{host}", "127.0.0.1").replace("{port}", str(port))]
+        else:
+            argv = [sys.executable, "-m", "ci_perf.demo", "--host", "127.0.0.1", "--port", str(port)]
+        proc = self._spawn("api", argv, cfg.log_dir / "api.log", env)
+        base_url = f"http://127.0.0.1:{port}"
+        self._wait(f"api ({base_url}{cfg.health_path})", proc, lambda: _http_ok(port, cfg.health_path))
+        return base_url
+
+    def _run_step(self, name: str, command: str, env: dict[str, str]) -> None:
+        log = self.config.log_dir / f"{name}.log"
+        code, out = procs.run_logged(name, ["/bin/sh", "-c", command], log, env, self.config.health_timeout_s)
+        if code != 0:
+            raise ServiceError(f"{name} command failed (exit {code}): {command}\n{_tail_text(out)}")
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _temp_dir(self, what: str, owner: str | None) -> Path:
+        path = Path(tempfile.mkdtemp(prefix=f"ci-perf-{self.config.run_id}-{what}-"))
+        self.temp_dirs.append(path)
+        self.state.add_dir(path)
+        procs.chown_to(path, owner)
+        return path
+
+    def _spawn(self, name: str, argv: list[str], log: Path, env: dict[str, str], user: str | None = None,
+               stop_signal: int = signal.SIGTERM) -> procs.Proc:  # fmt: skip
+        proc = procs.spawn(name, argv, log, env, user=user, stop_signal=stop_signal)
+        self.processes.append(proc)
+        self.state.add_process(proc)
+        return proc
+
+    def _wait(self, what: str, proc: procs.Proc, check: procs.Check) -> None:
+        wait_until(what, check, self.config.health_timeout_s, interval_s=0.2, logs=proc.log_text, alive=proc.alive)
+
+
+def cleanup_local(run_id: str | None) -> list[str]:
+    """Remove what a killed run left behind (one run, or every run when run_id is None)."""
+    folder = procs.state_dir()
+    if not folder.is_dir():
+        return []
+    files = [folder / f"{run_id}.json"] if run_id else sorted(folder.glob("*.json"))
+    removed: list[str] = []
+    for path in files:
+        if path.exists():
+            removed += procs.cleanup_state_file(path)
+    return removed
+
+
+def _redis_ping(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+        s.sendall(b"PING\r\n")
+        return s.recv(64).startswith(b"+PONG")
+
+
+def _http_ok(port: int, path: str) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status == 200
+    finally:
+        conn.close()
+
+
+def _tail(log: Path, lines: int = 50) -> str:
+    try:
+        return _tail_text(log.read_text(errors="replace"), lines)
+    except OSError:
+        return ""
+
+
+def _tail_text(text: str, lines: int = 50) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
