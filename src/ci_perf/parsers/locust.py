@@ -1,0 +1,184 @@
+"""Locust's files -> RunResult.
+
+Totals and histograms come from `--json-file` (Locust's final stats; its `_stats.csv` can lag them).
+Percentiles are computed from Locust's own response-time histograms with Locust's rule, so they equal
+Locust's numbers. Windows, users per window, the measured run time and the error messages come from
+the windows file our plugin writes at quit (locust_plugin.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ci_perf.errors import ResultError
+from ci_perf.model import AGGREGATE, EndpointStats, ErrorCount, LatencyHistogram, RunMeta, RunResult, Window
+from ci_perf.parsers import register
+from ci_perf.runners.base import RunArtifacts
+
+ENTRY_FIELDS = {
+    "name": str, "method": str, "num_requests": int, "num_none_requests": int, "num_failures": int,
+    "total_response_time": (int, float), "max_response_time": (int, float), "response_times": dict,
+}
+WINDOW_FIELDS = {"index": int, "method": str, "name": str, "requests": int, "failures": int, "response_times": list}
+Key = tuple[str, str]  # (method, name)
+
+
+def _load(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ResultError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ResultError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def _check_fields(path: Path, what: str, obj: Any, fields: Mapping[str, Any]) -> None:
+    if not isinstance(obj, dict):
+        raise ResultError(f"{path}: {what} is {type(obj).__name__}, expected an object")
+    for name, kind in fields.items():
+        if name not in obj:
+            raise ResultError(f"{path}: {what} lacks {name!r}")
+        if not isinstance(obj[name], kind) or isinstance(obj[name], bool):
+            raise ResultError(f"{path}: {what} has {name}={obj[name]!r}, of the wrong type")
+
+
+def read_stats(path: Path) -> list[dict[str, Any]]:
+    """Locust's --json-file: a list of per-endpoint stats entries (no aggregate row)."""
+    data = _load(path)
+    if not isinstance(data, list):
+        raise ResultError(f"{path}: expected a list of Locust stats entries, found {type(data).__name__}")
+    for i, entry in enumerate(data):
+        _check_fields(path, f"entry {i}", entry, ENTRY_FIELDS)
+    return data
+
+
+def read_windows(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = _load(path)
+    _check_fields(path, "the document", data, {"window_s": (int, float), "windows": list, "errors": list,
+                                               "users": list})
+    for i, row in enumerate(data["windows"]):
+        _check_fields(path, f"window {i}", row, WINDOW_FIELDS)
+    if data["window_s"] <= 0:
+        raise ResultError(f"{path}: window_s is {data['window_s']}, expected a positive length")
+    return data
+
+
+def _histogram(path: Path, counts: Mapping[Any, Any] | Iterable[Any]) -> LatencyHistogram:
+    pairs = counts.items() if isinstance(counts, Mapping) else counts
+    try:
+        return LatencyHistogram.from_mapping({float(k): int(v) for k, v in pairs})
+    except (TypeError, ValueError) as exc:
+        raise ResultError(f"{path}: a response-time histogram is malformed ({exc})") from exc
+
+
+def measured_duration(entries: list[dict[str, Any]], doc: dict[str, Any] | None) -> float:
+    """From test start to test stop as the plugin saw them; else the span of Locust's own timestamps."""
+    if doc and doc.get("started_at") and doc.get("stopped_at"):
+        return max(float(doc["stopped_at"]) - float(doc["started_at"]), 0.0)
+    starts = [e["start_time"] for e in entries if e.get("start_time")]
+    ends = [e["last_request_timestamp"] for e in entries if e.get("last_request_timestamp")]
+    return max(max(ends) - min(starts), 0.0) if starts and ends else 0.0
+
+
+def _percentiles(hist: LatencyHistogram) -> dict[str, float]:
+    return {f"p{int(q * 100)}_ms": hist.percentile(q) for q in (0.5, 0.9, 0.95, 0.99)}
+
+
+def _stats(method: str, name: str, entries: list[dict[str, Any]], hist: LatencyHistogram, duration: float,
+           windows: tuple[Window, ...], errors: tuple[ErrorCount, ...]) -> EndpointStats:
+    """Combine entries as Locust's StatsEntry.extend does: sums, min of mins, max of maxes."""
+    requests = sum(e["num_requests"] for e in entries)
+    timed = requests - sum(e["num_none_requests"] for e in entries)
+    mins = [e["min_response_time"] for e in entries if e.get("min_response_time") is not None]
+    return EndpointStats(
+        method=method, name=name, requests=requests,
+        failures=sum(e["num_failures"] for e in entries),
+        rps=round(requests / duration, 3) if duration > 0 else 0.0,
+        min_ms=round(min(mins), 3) if mins else 0.0,
+        avg_ms=round(sum(e["total_response_time"] for e in entries) / timed, 3) if timed else 0.0,
+        max_ms=round(max((e["max_response_time"] for e in entries), default=0), 3),
+        **_percentiles(hist), histogram=hist, windows=windows, errors=errors,
+    )
+
+
+def _errors(rows: Iterable[tuple[str, int]]) -> tuple[ErrorCount, ...]:
+    acc: dict[str, int] = defaultdict(int)
+    for error, n in rows:
+        acc[error] += n
+    return tuple(ErrorCount(e, n) for e, n in sorted(acc.items(), key=lambda x: (-x[1], x[0])))
+
+
+def _window_length(index: int, window_s: float, duration: float) -> float:
+    """Windows are full length but the last, which ends when the test stopped."""
+    start = index * window_s
+    return round(min(window_s, duration - start), 3) if duration > start else window_s
+
+
+def build_windows(path: Path, doc: dict[str, Any], duration: float) -> dict[Key | None, tuple[Window, ...]]:
+    """Windows per endpoint and (key None) for all requests, every index filled so gaps count as zero."""
+    w = float(doc["window_s"])
+    users = {int(i): int(n) for i, n in doc["users"]}
+    cells: dict[Key | None, dict[int, list[Any]]] = defaultdict(dict)
+    for row in doc["windows"]:
+        hist = _histogram(path, row["response_times"])
+        for key in ((row["method"], row["name"]), None):
+            cell = cells[key].setdefault(row["index"], [0, 0, LatencyHistogram()])
+            cell[0] += row["requests"]
+            cell[1] += row["failures"]
+            cell[2] = cell[2].merge(hist)
+    count = max([math.ceil(duration / w - 1e-9), *(i + 1 for c in cells.values() for i in c)], default=0)
+    out: dict[Key | None, tuple[Window, ...]] = {}
+    for key, by_index in cells.items():
+        out[key] = tuple(_window(i, w, duration, users.get(i, 0), by_index.get(i)) for i in range(count))
+    if None not in out:
+        out[None] = tuple(_window(i, w, duration, users.get(i, 0), None) for i in range(count))
+    return out
+
+
+def _window(index: int, w: float, duration: float, users: int, cell: list[Any] | None) -> Window:
+    requests, failures, hist = cell if cell else (0, 0, LatencyHistogram())
+    timed = hist.total > 0
+    return Window(
+        start_s=round(index * w, 3), length_s=_window_length(index, w, duration), requests=requests,
+        failures=failures, users=users,
+        p50_ms=hist.percentile(0.5) if timed else None,
+        p95_ms=hist.percentile(0.95) if timed else None,
+        p99_ms=hist.percentile(0.99) if timed else None,
+    )
+
+
+@register("locust")
+def parse_locust(artifacts: RunArtifacts, meta: RunMeta) -> RunResult:
+    if "locust_json" not in artifacts.files:
+        raise ResultError("the Locust run left no --json-file output (artifact 'locust_json' missing)")
+    stats_path = artifacts.files["locust_json"]
+    entries = read_stats(stats_path)
+    win_path = artifacts.files.get("windows")
+    doc = read_windows(win_path) if win_path else None
+    duration = measured_duration(entries, doc)
+    windows = build_windows(win_path, doc, duration) if win_path and doc else {}
+    errors: dict[Key, list[tuple[str, int]]] = defaultdict(list)
+    for e in doc["errors"] if doc else ():
+        errors[(str(e["method"]), str(e["name"]))].append((str(e["error"]), int(e["occurrences"])))
+
+    endpoints = []
+    for e in sorted(entries, key=lambda e: (e["name"], e["method"])):
+        key = (e["method"], e["name"])
+        hist = _histogram(stats_path, e["response_times"])
+        endpoints.append(_stats(*key, [e], hist, duration, windows.get(key, ()), _errors(errors[key])))
+    total_hist = LatencyHistogram()
+    for ep in endpoints:
+        total_hist = total_hist.merge(ep.histogram or LatencyHistogram())
+    all_errors = _errors(pair for rows in errors.values() for pair in rows)
+    total = _stats("", AGGREGATE, entries, total_hist, duration, windows.get(None, ()), all_errors)
+    if doc and not meta.window_s:
+        meta = replace(meta, window_s=float(doc["window_s"]))
+    return RunResult(meta=meta, total=total, endpoints=tuple(endpoints))

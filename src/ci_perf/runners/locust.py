@@ -1,0 +1,217 @@
+"""Run Locust headless on a scenario: argv, environment, live progress, and the files it leaves.
+
+Locust always gets our plugin in front of the locustfile (`-f locust_plugin.py,locustfile.py`), ours or
+the user's, so windows and progress lines work for both. It runs in its own process group, which
+is terminated as a whole on Ctrl-C or SIGTERM (with `--processes N` it forks workers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+import ci_perf
+from ci_perf.auth import mask
+from ci_perf.errors import RunnerError
+from ci_perf.runners.base import Progress, RunArtifacts, RunSpec, register
+
+SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+PLUGIN = SCENARIOS_DIR / "locust_plugin.py"
+LOCUSTFILE = SCENARIOS_DIR / "locustfile.py"
+STOP_GRACE_S = 15.0  # Locust writes its json on SIGTERM; give it time before SIGKILL
+TAIL_LINES = 20
+
+PROGRESS_RE = re.compile(
+    r"^\[\s*(?P<elapsed>\d+)s/(?P<total>\d+)s\] users=(?P<users>\d+) req/s=(?P<rps>[\d.]+) "
+    r"p95=(?:(?P<p95>[\d.]+) ms|-) requests=(?P<requests>\d+) errors=(?P<failures>\d+) "
+)
+VERSION_RE = re.compile(r"Starting Locust (\S+)")
+
+
+def find_locust() -> str:
+    """The `locust` beside this Python first (the pinned extra), else the one on PATH."""
+    here = Path(sys.executable).parent / "locust"
+    if here.is_file() and os.access(here, os.X_OK):
+        return str(here)
+    found = shutil.which("locust")
+    if not found:
+        raise RunnerError("Locust is not installed; install the pinned runners: pip install 'ci-perf[runners]'")
+    return found
+
+
+def output_files(raw_dir: Path) -> dict[str, Path]:
+    return {
+        "locust_json": raw_dir / "locust.json",  # --json-file appends ".json" itself
+        "windows": raw_dir / "locust_windows.json",
+        "stats_csv": raw_dir / "locust_stats.csv",
+        "failures_csv": raw_dir / "locust_failures.csv",
+        "html": raw_dir / "locust.html",
+        "stdout": raw_dir / "locust.stdout.log",
+        "stderr": raw_dir / "locust.stderr.log",
+    }
+
+
+def staged(spec: RunSpec) -> bool:
+    """Our locustfile turns stages into a shape class, which makes Locust ignore -u/-r/-t."""
+    return spec.script is None and bool(spec.scenario.stages)
+
+
+def build_argv(exe: str, spec: RunSpec, files: dict[str, Path]) -> list[str]:
+    script = spec.script.resolve() if spec.script else LOCUSTFILE
+    argv = [
+        exe, "-f", f"{PLUGIN},{script}", "--headless", "--host", spec.host, "--only-summary",
+        "--json-file", str(files["locust_json"].with_suffix("")),
+        "--csv", str(spec.raw_dir / "locust"), "--html", str(files["html"]),
+    ]
+    if not staged(spec):
+        s = spec.scenario
+        argv += ["--users", str(s.users), "--spawn-rate", f"{s.spawn_rate:g}", "--run-time", f"{s.duration_s}s"]
+    if spec.processes > 1:
+        argv += ["--processes", str(spec.processes)]
+    return argv + list(spec.extra_args)
+
+
+def build_env(spec: RunSpec, files: dict[str, Path], base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    # The plugin imports ci_perf: make it importable even for a `locust` from another environment.
+    root = str(Path(ci_perf.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env.update({
+        "PYTHONUNBUFFERED": "1",
+        "CI_PERF_SCENARIO": spec.scenario.to_json(),
+        "CI_PERF_AUTH": spec.auth.to_json(),
+        "CI_PERF_WINDOW_S": f"{spec.window_s:g}",
+        "CI_PERF_WINDOWS_FILE": str(files["windows"]),
+        "CI_PERF_PROGRESS_S": f"{spec.progress_every_s:g}",
+        "CI_PERF_TOTAL_S": str(spec.scenario.duration_s),
+    })
+    return env
+
+
+def parse_progress(line: str) -> Progress | None:
+    m = PROGRESS_RE.match(line)
+    if not m:
+        return None
+    return Progress(
+        elapsed_s=float(m["elapsed"]), total_s=float(m["total"]), users=int(m["users"]),
+        rps=float(m["rps"]), p95_ms=float(m["p95"]) if m["p95"] else None,
+        requests=int(m["requests"]), failures=int(m["failures"]),
+    )
+
+
+def _pump(stream: IO[str], log: Path, secrets: list[str], sink: queue.Queue[Progress] | None,
+          tail: deque[str]) -> None:
+    """Copy one pipe to its log file (secrets masked), keeping a tail and spotting progress lines."""
+    with log.open("w", encoding="utf-8") as out:
+        for line in stream:
+            line = mask(line, secrets)
+            out.write(line)
+            out.flush()
+            tail.append(line.rstrip("\n"))
+            if sink is not None and (p := parse_progress(line)):
+                sink.put(p)
+
+
+def stop_group(proc: subprocess.Popen[str], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM Locust's whole process group (master and forked workers), SIGKILL what outlives grace."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(grace_s)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # forked workers can outlive the master
+    proc.wait()
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """While Locust runs, turn our own SIGTERM into SystemExit so the finally block stops the group."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _supervise(argv: list[str], env: dict[str, str], spec: RunSpec, files: dict[str, Path]) -> tuple[int, list[str]]:
+    """Run Locust to its end, forwarding progress; returns (exit code, last stderr lines)."""
+    secrets = spec.auth.secrets()
+    progress: queue.Queue[Progress] = queue.Queue()
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    with _sigterm_as_exit():
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                errors="replace", bufsize=1, start_new_session=True)
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [
+            threading.Thread(target=_pump, args=(proc.stdout, files["stdout"], secrets, progress, deque()),
+                             daemon=True),
+            threading.Thread(target=_pump, args=(proc.stderr, files["stderr"], secrets, None, tail), daemon=True),
+        ]
+        for t in pumps:
+            t.start()
+        try:
+            while proc.poll() is None or any(t.is_alive() for t in pumps):
+                with contextlib.suppress(queue.Empty):
+                    spec.progress(progress.get(timeout=0.2))
+        finally:
+            stop_group(proc)
+            for t in pumps:
+                t.join(5)
+    while not progress.empty():
+        spec.progress(progress.get_nowait())
+    return proc.returncode, list(tail)
+
+
+def _tool_version(stderr_log: Path) -> str:
+    with contextlib.suppress(OSError), stderr_log.open(encoding="utf-8") as fh:
+        for _, line in zip(range(50), fh, strict=False):
+            if m := VERSION_RE.search(line):
+                return m[1]
+    return "unknown"
+
+
+def check_outputs(code: int, files: dict[str, Path], tail: list[str]) -> None:
+    """Exit code 1 only means some request failed; no json (or a broken one) means Locust crashed."""
+    last = " | ".join(line for line in tail[-8:] if line.strip()) or "no output on stderr"
+    if code < 0:
+        raise RunnerError(f"Locust was killed by signal {-code}; last stderr lines: {last}")
+    for role in ("locust_json", "windows"):
+        path = files[role]
+        if not path.is_file() or path.stat().st_size == 0:
+            raise RunnerError(f"Locust crashed (exit code {code}) and wrote no {path.name}; last stderr lines: {last}")
+
+
+@register("locust")
+def run_locust(spec: RunSpec) -> RunArtifacts:
+    if spec.script is not None and not spec.script.is_file():
+        raise RunnerError(f"locustfile {spec.script} does not exist")
+    exe = find_locust()
+    spec.raw_dir.mkdir(parents=True, exist_ok=True)
+    files = output_files(spec.raw_dir)
+    for path in files.values():  # a stale file from an earlier run must not hide a crash
+        path.unlink(missing_ok=True)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    code, tail = _supervise(build_argv(exe, spec, files), build_env(spec, files), spec, files)
+    check_outputs(code, files, tail)
+    present = {role: path for role, path in files.items() if path.exists()}
+    return RunArtifacts("locust", _tool_version(files["stderr"]), started_at, code, present)
