@@ -1,0 +1,321 @@
+"""The docker backend: PostgreSQL/TimescaleDB, Redis and the API as containers (Docker SDK).
+
+The only module importing `docker`. Every container, network and built image carries the run-id
+label, so `cleanup_docker` can remove what a killed run left behind. Any failure in up() tears the
+whole stack down (logs saved first) before the error propagates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import docker
+import requests
+from docker.errors import BuildError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+from docker.models.images import Image
+from docker.models.networks import Network
+from docker.utils import parse_repository_tag
+
+from ci_perf.errors import ConfigError, ServiceError
+from ci_perf.services import docker_spec as spec_
+from ci_perf.services.base import LABEL, StackConfig, StackInfo, _tail, register, wait_until
+from ci_perf.services.docker_spec import ContainerSpec
+
+JOB_TIMEOUT_S = 600.0  # migrate/seed commands may legitimately take minutes
+STOP_TIMEOUT_S = 3
+
+
+def connect() -> docker.DockerClient:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except DockerException as e:
+        raise ServiceError(
+            f"cannot reach the Docker engine ({_first_line(e)}); start dockerd or use --backend local"
+        ) from None
+    return client
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    text = str(getattr(e, "explanation", None) or e).strip()
+    return (text.splitlines() or [""])[0][:limit]
+
+
+def _logs(container: Container) -> str:
+    try:
+        return bytes(container.logs(stdout=True, stderr=True)).decode("utf-8", "replace")
+    except DockerException:
+        return ""
+
+
+def _running(container: Container) -> bool:
+    try:
+        container.reload()
+    except NotFound:
+        return False
+    return container.status in ("created", "running")
+
+
+def _exposed_port(image: Image) -> int | None:
+    ports = (image.attrs.get("Config") or {}).get("ExposedPorts") or {}
+    tcp = sorted(int(p.split("/")[0]) for p in ports if p.endswith("/tcp"))
+    return tcp[0] if tcp else None
+
+
+def _redis_ping(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(b"PING\r\n")
+        return s.recv(64).startswith(b"+PONG")
+
+
+@register("docker")
+class DockerStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.cfg = config
+        self._client: docker.DockerClient | None = None
+        self._network: Network | None = None
+        self._containers: list[tuple[str, Container]] = []
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()  # one service failed: stop waiting for the others
+
+    # -- Stack protocol ------------------------------------------------------------------------------
+
+    def up(self) -> StackInfo:
+        try:
+            return self._up()
+        except DockerException as e:  # an engine error the steps did not name: still one line
+            self.down()
+            raise ServiceError(f"docker: {_first_line(e)}") from None
+        except BaseException:
+            self.down()
+            raise
+
+    def down(self) -> None:
+        """Stop, save logs, remove; safe to call any number of times."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        self._cancel.set()
+        with self._lock:
+            containers, self._containers = self._containers, []
+        for service, container in reversed(containers):
+            self._save_log(service, container)
+        _remove_labelled(client, self.cfg.run_id)  # also catches anything not yet tracked
+        self._network = None
+        client.close()
+
+    # -- bring-up ------------------------------------------------------------------------------------
+
+    def _up(self) -> StackInfo:
+        cfg = self.cfg
+        self._cancel.clear()
+        self._client = connect()
+        if cfg.docker_network == "bridge":
+            self._network = self._client.networks.create(
+                spec_.network_name(cfg.run_id), driver="bridge", labels=spec_.labels(cfg.run_id, "network")
+            )
+        db, redis, (api_image, exposed) = self._parallel(self._start_db, self._start_redis, self._api_image)
+        api = spec_.api_spec(cfg, api_image, exposed, db, redis)
+        if cfg.migrate_command:
+            self._job(spec_.job_spec(api, "migrate", cfg.migrate_command))
+        container = self._run(api)
+        url = f"http://127.0.0.1:{api.host_port}{cfg.health_path}"
+        self._wait(api, container, lambda: requests.get(url, timeout=2).status_code == 200)
+        if cfg.seed_command:
+            self._job(spec_.job_spec(api, "seed", cfg.seed_command))
+        return spec_.stack_info(cfg, db, redis, api)
+
+    def _parallel(self, *tasks: Callable[[], Any]) -> list[Any]:
+        """Run the tasks at once; on the first failure cancel the waits of the others and re-raise it."""
+        with ThreadPoolExecutor(len(tasks)) as pool:
+            futures: list[Future[Any]] = [pool.submit(t) for t in tasks]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in futures if f in done and f.exception() is not None]
+            if failed:
+                self._cancel.set()
+                wait(futures)  # no container may be created after we start tearing down
+                error = failed[0].exception()
+                assert error is not None
+                raise error
+        return [f.result() for f in futures]
+
+    def _start_db(self) -> ContainerSpec:
+        self._ensure_image(self.cfg.db_image, "db")
+        spec = spec_.db_spec(self.cfg, self._has_timescaledb(self.cfg.db_image))
+        container = self._run(spec)
+        # TCP, not the socket: the official entrypoint's init-time server listens on the socket only.
+        argv = ["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(spec.port), "-U", self.cfg.db_user]
+        self._wait(spec, container, lambda: container.exec_run([*argv, "-d", self.cfg.db_name]).exit_code == 0)
+        return spec
+
+    def _start_redis(self) -> ContainerSpec:
+        self._ensure_image(self.cfg.redis_image, "redis")
+        spec = spec_.redis_spec(self.cfg)
+        container = self._run(spec)
+        self._wait(spec, container, lambda: _redis_ping(spec.host_port))
+        return spec
+
+    def _has_timescaledb(self, image: str) -> bool:
+        """Official timescaledb images ship the library; the plain-PostgreSQL stand-ins do not."""
+        probe = "ls /usr/local/lib/postgresql/timescaledb*.so /usr/lib/postgresql/*/lib/timescaledb*.so"
+        try:
+            self._docker().containers.run(
+                image,
+                ["-c", probe + " >/dev/null 2>&1"],
+                entrypoint=["sh"],
+                remove=True,
+                labels=spec_.labels(self.cfg.run_id, "db-probe"),
+                network_mode="none",
+            )
+        except DockerException:
+            return False
+        return True
+
+    def _api_image(self) -> tuple[str, int | None]:
+        if self.cfg.api_build_context:
+            image = self._build(Path(self.cfg.api_build_context))
+        else:
+            image = self._ensure_image(self.cfg.api_image or spec_.DEMO_IMAGE, "api")
+        return (image.tags[0] if image.tags else image.id), _exposed_port(image)
+
+    def _build(self, context: Path) -> Image:
+        if not context.is_dir():
+            raise ConfigError(f"--api-build-context {context} is not a folder")
+        # One tag per context folder: reruns reuse the layer cache instead of piling up images.
+        tag = "ci-perf-build/api:" + hashlib.sha256(str(context.resolve()).encode()).hexdigest()[:12]
+        log = self.cfg.log_dir / "api-build.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            image, output = self._docker().images.build(
+                path=str(context),
+                tag=tag,
+                labels=spec_.labels(self.cfg.run_id, "api"),
+                network_mode="host",
+                rm=True,
+                forcerm=True,
+            )
+        except BuildError as e:
+            text = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in e.build_log)
+            log.write_text(text)
+            raise ServiceError(f"docker build of {context} failed: {e.msg}\n{_tail(text, 50)}") from None
+        log.write_text("".join(str(chunk.get("stream", "")) for chunk in output))
+        return image
+
+    def _ensure_image(self, image: str, service: str) -> Image:
+        client = self._docker()
+        try:
+            return client.images.get(image)
+        except ImageNotFound:
+            pass
+        repo, tag = parse_repository_tag(image)
+        try:
+            return client.images.pull(repo, tag=tag or "latest")
+        except DockerException as e:
+            hint = "run scripts/build-test-images, or " if image == spec_.DEMO_IMAGE else ""
+            kind = ConfigError if isinstance(e, NotFound) else ServiceError
+            raise kind(
+                f"{service} image {image!r} is not available locally and cannot be pulled ({_first_line(e)}); "
+                f"{hint}build or load it, or choose another with {spec_.IMAGE_FLAGS[service]}"
+            ) from None
+
+    # -- containers ----------------------------------------------------------------------------------
+
+    def _docker(self) -> docker.DockerClient:
+        if self._client is None:
+            raise ServiceError("the docker stack was torn down while starting")
+        return self._client
+
+    def _run(self, spec: ContainerSpec) -> Container:
+        if self._cancel.is_set():
+            raise ServiceError(f"start of {spec.service} cancelled")
+        net: dict[str, Any] = {"network_mode": "host"}
+        if self._network is not None:
+            net = {"network": self._network.name}
+            if spec.host_port:
+                net["ports"] = {f"{spec.port}/tcp": ("127.0.0.1", spec.host_port)}
+        try:
+            container = self._docker().containers.run(
+                spec.image,
+                spec.command,
+                detach=True,
+                environment=spec.env,
+                name=spec_.container_name(self.cfg.run_id, spec.service),
+                labels=spec_.labels(self.cfg.run_id, spec.service),
+                **net,
+            )
+        except DockerException as e:  # e.g. a missing entrypoint, a port in use
+            raise ServiceError(f"{spec.service} ({spec.image}) could not start: {_first_line(e)}") from None
+        with self._lock:
+            self._containers.append((spec.service, container))
+        return container
+
+    def _wait(self, spec: ContainerSpec, container: Container, check: Callable[[], bool]) -> None:
+        wait_until(
+            f"{spec.service} ({spec.image})",
+            check,
+            self.cfg.health_timeout_s,
+            logs=lambda: _logs(container),
+            alive=lambda: not self._cancel.is_set() and _running(container),
+        )
+
+    def _job(self, spec: ContainerSpec) -> None:
+        container = self._run(spec)
+        command = spec.command[-1] if spec.command else ""
+        try:
+            code = int(container.wait(timeout=JOB_TIMEOUT_S)["StatusCode"])
+        except requests.exceptions.RequestException:
+            raise ServiceError(
+                f"{spec.service} command {command!r} did not finish within {JOB_TIMEOUT_S:.0f}s"
+            ) from None
+        if code != 0:  # left for down(), which saves its log
+            tail = _tail(_logs(container), 50)
+            raise ServiceError(
+                f"{spec.service} command {command!r} failed with exit code {code}\n"
+                f"--- last log lines of {spec.service} ---\n{tail}"
+            )
+        self._save_log(spec.service, container)
+        with self._lock:
+            self._containers.remove((spec.service, container))
+        with contextlib.suppress(NotFound):
+            container.remove(v=True)
+
+    def _save_log(self, service: str, container: Container) -> None:
+        with contextlib.suppress(DockerException):  # already gone or exited: the log is what matters
+            container.stop(timeout=STOP_TIMEOUT_S)
+        self.cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        (self.cfg.log_dir / f"{service}.log").write_text(_logs(container))
+
+
+def _remove_labelled(client: docker.DockerClient, run_id: str | None) -> list[str]:
+    selector = {"label": f"{LABEL}={run_id}" if run_id else LABEL}
+    removed: list[str] = []
+    for container in client.containers.list(all=True, filters=selector):
+        try:
+            container.remove(force=True, v=True)
+            removed.append(f"container {container.name}")
+        except NotFound:
+            pass  # removed meanwhile (auto-remove probe, a parallel down)
+    for network in client.networks.list(filters=selector):
+        try:
+            network.remove()
+            removed.append(f"network {network.name}")
+        except NotFound:
+            pass
+    return removed
+
+
+def cleanup_docker(run_id: str | None) -> list[str]:
+    """Remove every container and network of one run (or of all runs when run_id is None)."""
+    client = connect()
+    try:
+        return _remove_labelled(client, run_id)
+    finally:
+        client.close()
