@@ -134,7 +134,8 @@ def build_windows(path: Path, doc: dict[str, Any], duration: float) -> dict[Key 
             cell[0] += row["requests"]
             cell[1] += row["failures"]
             cell[2] = cell[2].merge(hist)
-    count = max([math.ceil(duration / w - 1e-9), *(i + 1 for c in cells.values() for i in c)], default=0)
+    # A trailing sliver of the run (< 5% of a window, after the last request) is no window of its own.
+    count = max([math.ceil(duration / w - 0.05), *(i + 1 for c in cells.values() for i in c)], default=0)
     out: dict[Key | None, tuple[Window, ...]] = {}
     for key, by_index in cells.items():
         out[key] = tuple(_window(i, w, duration, users.get(i, 0), by_index.get(i)) for i in range(count))
