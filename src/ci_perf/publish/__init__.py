@@ -1,0 +1,83 @@
+"""Publishers: GitHub (sticky PR comment, job summary, outputs, annotations) and GitLab (MR note).
+
+publish_outcome is what the pipeline calls after the reports are written; it picks the rendered
+markdown from the written files and never raises for a missing permission (see github.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from ci_perf.model import Change, Outcome, Status
+from ci_perf.publish.api import PublishStatus
+from ci_perf.publish.github import Annotation
+
+if TYPE_CHECKING:
+    from ci_perf.config import Settings
+
+COMMENT_FILES = ("comment.md", "report.md", "summary.md")  # first found is the comment body
+
+
+def publish_outcome(target: str, outcome: Outcome, settings: Settings, written: Mapping[str, Path],
+                    env: Mapping[str, str], comment_only: bool = False) -> PublishStatus:
+    from ci_perf.baseline import encode_digest
+
+    body = _markdown(outcome, written)
+    meta = outcome.result.meta
+    digest = encode_digest(outcome.result)
+    if target == "gitlab":
+        from ci_perf.publish.gitlab import publish_gitlab
+
+        status = publish_gitlab(body, scenario=meta.scenario, tool=meta.tool, report_dir=settings.report_dir,
+                                env=env, digest=digest)
+    else:
+        from ci_perf.publish.github import publish_github
+
+        status = publish_github(
+            body, scenario=meta.scenario, tool=meta.tool, report_dir=settings.report_dir, env=env,
+            summary="" if comment_only else None, digest=digest,
+            outputs=None if comment_only else outputs_for(outcome),
+            annotations=() if comment_only else annotations_for(outcome, settings.fail_on_regression),
+        )
+    print(f"ci-perf: {target}: {status.detail}", file=sys.stderr, flush=True)
+    return status
+
+
+def outputs_for(outcome: Outcome) -> dict[str, str]:
+    """Step outputs a workflow can branch on."""
+    regressions = outcome.comparison.regressions if outcome.comparison else ()
+    return {"status": outcome.evaluation.status.value, "regressions": str(len(regressions)),
+            "regressed": ",".join(f"{d.endpoint} {d.metric}" for d in regressions)}
+
+
+def annotations_for(outcome: Outcome, fail_on_regression: bool) -> list[Annotation]:
+    out: list[Annotation] = []
+    for c in outcome.evaluation.checks:
+        if c.status in (Status.FAIL, Status.WARN):
+            level: Literal["error", "warning"] = "error" if c.status is Status.FAIL else "warning"
+            text = c.message or f"{c.name}: {c.actual} {c.unit} (target {c.target} {c.unit})"
+            out.append(Annotation(level, text, "ci-perf threshold"))
+    for d in outcome.comparison.regressions if outcome.comparison else ():
+        msg = f"{d.endpoint} {d.metric} degraded {d.delta_pct or 0:+.1f}% (p={d.p_value or 0:.3g})"
+        out.append(Annotation("error" if fail_on_regression else "warning", msg, "ci-perf regression"))
+    return out
+
+
+def _markdown(outcome: Outcome, written: Mapping[str, Path]) -> str:
+    for name in COMMENT_FILES:
+        if name in written and written[name].is_file():
+            return written[name].read_text(encoding="utf-8")
+    return _fallback_markdown(outcome)
+
+
+def _fallback_markdown(outcome: Outcome) -> str:
+    """Used only when no markdown report was rendered: the verdicts, plainly."""
+    m = outcome.result.meta
+    lines = [f"### ci-perf: {m.scenario} ({m.tool}): {outcome.evaluation.status.value}"]
+    if outcome.comparison:
+        bad = [d for d in outcome.comparison.deltas if d.change in (Change.DEGRADED, Change.IMPROVED)]
+        lines += [f"- {d.endpoint} {d.metric}: {d.change.value} ({d.delta_pct or 0:+.1f}%)" for d in bad]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,123 @@
+"""The GitLab MR-note publisher against a local server answering as GitLab's REST API documents."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ci_perf.errors import ConfigError
+from ci_perf.publish import gitlab as gl
+from ci_perf.publish.api import ApiClient
+from fake_api import FakeApi, Recorded, Reply, fake_api, link_next
+
+TOKEN = "glpat-secretToken123456"
+NOTES = "/api/v4/projects/group%2Fsark/merge_requests/5/notes"
+MARKER = "<!-- ci-perf:smoke_test:k6 -->"
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApi]:
+    with fake_api() as fake:
+        yield fake
+
+
+def _env(api: FakeApi, **extra: str) -> dict[str, str]:
+    return {"CI_PERF_GITLAB_TOKEN": TOKEN, "CI_API_V4_URL": f"{api.url}/api/v4", "CI_PROJECT_ID": "group/sark",
+            "CI_MERGE_REQUEST_IID": "5", **extra}
+
+
+def _client(env: dict[str, str], waits: list[float]) -> ApiClient:
+    client = gl.client_from_env(env)
+    client.sleep = waits.append
+    client.backoff_s = 0.01
+    return client
+
+
+def _publish(env: dict[str, str], tmp_path: Path, waits: list[float], err: io.StringIO, body: str = "ok") -> Any:
+    return gl.publish_gitlab(body, scenario="smoke_test", tool="k6", report_dir=tmp_path, env=env,
+                             client=_client(env, waits), stream=err)
+
+
+class NoteStore:
+    def __init__(self, api: FakeApi) -> None:
+        self.api = api
+        self.notes: list[dict[str, Any]] = [{"id": i, "body": f"note {i}", "system": False} for i in range(1, 4)]
+        self.notes.append({"id": 4, "body": f"changed the description {MARKER}", "system": True})
+
+    def list(self, rec: Recorded) -> Reply:
+        per_page = 2  # the server decides the page size; Link and X-Next-Page say what follows
+        page = int(rec.query.get("page", 1))
+        items = self.notes[(page - 1) * per_page: page * per_page]
+        more = len(self.notes) > page * per_page
+        headers = {"X-Next-Page": str(page + 1) if more else ""}
+        if more:
+            headers.update(link_next(f"{self.api.url}{NOTES}?page={page + 1}&per_page=100"))
+        return Reply(200, items, headers=headers)
+
+    def create(self, rec: Recorded) -> Reply:
+        note = {"id": 77, "body": rec.body["body"], "system": False}
+        self.notes.append(note)
+        return Reply(201, note)
+
+    def update(self, rec: Recorded) -> Reply:
+        self.notes[-1]["body"] = rec.body["body"]
+        return Reply(200, self.notes[-1])
+
+
+def test_first_publish_creates_second_updates_through_pagination(api: FakeApi, tmp_path: Path) -> None:
+    store = NoteStore(api)
+    api.add("GET", NOTES, store.list)
+    api.add("POST", NOTES, store.create)
+    api.add("PUT", f"{NOTES}/77", store.update)
+    env, waits, err = _env(api), [], io.StringIO()
+    first = _publish(env, tmp_path, waits, err)
+    assert (first.posted, first.action) == (True, "created")
+    assert api.calls() == [("GET", NOTES, {"per_page": "100"}), ("GET", NOTES, {"page": "2", "per_page": "100"}),
+                           ("POST", NOTES, {})]
+    assert api.requests[-1].body == {"body": f"{MARKER}\nok"}
+    api.requests.clear()
+    second = _publish(env, tmp_path, waits, err, body="slower")
+    assert (second.posted, second.action) == (True, "updated")
+    assert api.calls() == [("GET", NOTES, {"per_page": "100"}), ("GET", NOTES, {"page": "2", "per_page": "100"}),
+                           ("GET", NOTES, {"page": "3", "per_page": "100"}), ("PUT", f"{NOTES}/77", {})]
+    assert api.requests[-1].body == {"body": f"{MARKER}\nslower"}
+    assert all(r.headers["private-token"] == TOKEN and "authorization" not in r.headers for r in api.requests)
+    assert waits == [] and err.getvalue() == ""
+
+
+def test_forbidden_warns_and_does_not_raise(api: FakeApi, tmp_path: Path) -> None:
+    api.add("GET", NOTES, Reply(200, []))
+    api.add("POST", NOTES, Reply(403, {"message": "403 Forbidden"}))
+    err = io.StringIO()
+    status = _publish(_env(api), tmp_path, [], err)
+    assert (status.posted, status.action) == (False, "failed")
+    assert err.getvalue().startswith("ci-perf: warning: MR note not posted: POST ")
+    assert (tmp_path / "comment.md").read_text() == f"{MARKER}\nok"
+    assert TOKEN not in err.getvalue() + status.detail
+
+
+def test_server_errors_and_rate_limits_are_retried(api: FakeApi, tmp_path: Path) -> None:
+    api.add("GET", NOTES, Reply(500, {"message": "500 Internal Server Error"}), Reply(200, []))
+    api.add("POST", NOTES, Reply(429, {"message": "Retry later"}, headers={"Retry-After": "1"}), Reply(201, {"id": 1}))
+    waits: list[float] = []
+    status = _publish(_env(api), tmp_path, waits, io.StringIO())
+    assert status.posted and waits == [0.01, 1.0]
+
+
+def test_outside_a_merge_request_only_the_file_is_written(api: FakeApi, tmp_path: Path) -> None:
+    env = _env(api)
+    del env["CI_MERGE_REQUEST_IID"]
+    status = _publish(env, tmp_path, [], io.StringIO())
+    assert api.requests == [] and status.action == "skipped"
+    assert (tmp_path / "comment.md").is_file()
+
+
+def test_missing_token_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^CI_PERF_GITLAB_TOKEN is not set"):
+        gl.publish_gitlab("x", scenario="s", tool="k6", report_dir=tmp_path, env={"CI_MERGE_REQUEST_IID": "1"})
+    assert gl.client_from_env({"GITLAB_TOKEN": "t" * 8}).headers["PRIVATE-TOKEN"] == "t" * 8
+    assert gl.client_from_env({"CI_JOB_TOKEN": "j" * 8}, allow_job_token=True).headers["JOB-TOKEN"] == "j" * 8
