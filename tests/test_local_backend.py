@@ -1,0 +1,116 @@
+"""The local backend with real PostgreSQL, Redis and API processes: up, down, and failure paths."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from ci_perf.errors import ConfigError, ServiceError
+from ci_perf.services import procs
+from ci_perf.services.base import get_backend
+from ci_perf.services.local import LocalStack, cleanup_local
+from stack_helpers import HAVE_SERVICES, SKIP_REASON, family, local_config, running
+
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(not HAVE_SERVICES, reason=SKIP_REASON)]
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "state"
+    monkeypatch.setenv("CI_PERF_STATE_DIR", str(folder))
+    return folder
+
+
+def test_up_serves_the_demo_and_down_leaves_nothing(tmp_path: Path, state_dir: Path) -> None:
+    seed_marker = tmp_path / "seeded"
+    seed = f"import os; open('{seed_marker}', 'w').write(os.environ['SARK_BASE_URL'])"
+    config = local_config(
+        tmp_path / "logs", api_key="boot", migrate_command=f"{sys.executable} -m ci_perf.demo migrate",
+        seed_command=f'{sys.executable} -c "{seed}"',
+    )  # fmt: skip
+    stack = get_backend(config)
+    assert isinstance(stack, LocalStack)
+    info = stack.up()
+    try:
+        assert info.base_url.startswith("http://127.0.0.1:") and info.run_id == config.run_id
+        assert seed_marker.read_text() == info.base_url
+        detailed = requests.get(info.base_url + "/health/detailed", timeout=5).json()
+        assert detailed["database"]["status"] == "healthy" and detailed["redis"]["status"] == "healthy"
+        assert requests.get(info.base_url + "/api/v1/servers/", timeout=5).status_code == 401
+        state = json.loads((state_dir / f"{config.run_id}.json").read_text())
+        assert [p["name"] for p in state["processes"]] == ["postgres", "redis", "api"]
+        pids = family(stack.pids())
+        dirs = [Path(d) for d in state["temp_dirs"]]
+        assert len(pids) > 3 and all(d.is_dir() for d in dirs)
+    finally:
+        stack.down()
+    assert not running(pids)
+    assert not any(d.exists() for d in dirs)
+    assert not (state_dir / f"{config.run_id}.json").exists()
+    logs = {p.name for p in (tmp_path / "logs").iterdir()}
+    assert {"postgres.log", "redis.log", "api.log", "migrate.log", "seed.log"} <= logs
+    stack.down()  # idempotent
+
+
+def _assert_nothing_left(stack: LocalStack) -> None:
+    assert not running(set(stack.pids()))
+    assert not any(d.exists() for d in stack.temp_dirs)
+    assert not stack.state.path.exists()
+
+
+def test_api_that_exits_at_once_fails_with_its_log_and_cleans_up(tmp_path: Path) -> None:
+    stack = LocalStack(local_config(tmp_path / "logs", api_command="echo boom-from-the-api; exit 3"))
+    with pytest.raises(ServiceError) as err:
+        stack.up()
+    message = str(err.value)
+    assert "api" in message and "exited before becoming healthy" in message and "boom-from-the-api" in message
+    _assert_nothing_left(stack)
+
+
+def test_api_that_never_becomes_healthy_times_out_and_cleans_up(tmp_path: Path) -> None:
+    command = f"exec {sys.executable} -m http.server {{port}} --bind 127.0.0.1"
+    stack = LocalStack(local_config(tmp_path / "logs", api_command=command, health_timeout_s=4))
+    with pytest.raises(ServiceError, match=r"did not become healthy within 4s"):
+        stack.up()
+    log = (tmp_path / "logs" / "api.log").read_text()
+    assert "404" in log  # the API did answer, just not 200 on /health/
+    _assert_nothing_left(stack)
+
+
+def test_taken_api_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        stack = LocalStack(local_config(tmp_path / "logs", api_port=port))
+        with pytest.raises(ConfigError, match=rf"api_port port {port} is already in use"):
+            stack.up()
+    assert stack.pids() == [] and stack.temp_dirs == []
+
+
+def test_cleanup_local_removes_what_a_killed_run_left(tmp_path: Path, state_dir: Path) -> None:
+    stack = LocalStack(local_config(tmp_path / "logs"))
+    stack.up()
+    try:
+        pids = family(stack.pids())
+        removed = cleanup_local(stack.config.run_id)  # as `ci-perf down --run-id` would, from another process
+        assert any(r.startswith("process postgres") for r in removed)
+        assert any(r.startswith("directory ") for r in removed)
+        assert not running(pids)
+        assert not any(d.exists() for d in stack.temp_dirs)
+        assert cleanup_local(None) == []
+    finally:
+        stack.down()
+
+
+def test_cleanup_local_ignores_a_reused_pid(state_dir: Path) -> None:
+    state = procs.RunState("reused")
+    state.processes.append({"name": "api", "pid": 1, "started": "not-the-real-start-time"})
+    state.save()
+    assert cleanup_local(None) == []
+    assert not state.path.exists()
