@@ -224,3 +224,29 @@ def test_publish_pending_checks_the_head_commit(api: FakeApi, tmp_path: Path) ->
     api.add("POST", COMMENTS, Reply(201, {"id": 5}))
     status = gh.publish_pending(report, env, client=_client(env, []), stream=io.StringIO())
     assert status.posted and api.requests[-1].body == {"body": f"{MARKER}\nbody"}
+
+
+def test_publish_outcome_writes_outputs_and_annotations(api: FakeApi, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import synth
+    from ci_perf.compare import compare
+    from ci_perf.config import Settings
+    from ci_perf.model import Evaluation, Outcome
+    from ci_perf.publish import publish_outcome
+
+    result = synth.run(1, shift=0.5)
+    outcome = Outcome(result, Evaluation(), compare(result, synth.run(2), "file:b.json"))
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "summary.md").write_text("## rendered\n")
+    written = {"summary.md": report / "summary.md", "results.json": report / "results.json"}
+    api.add("GET", COMMENTS, Reply(200, []))
+    api.add("POST", COMMENTS, Reply(201, {"id": 3}))
+    env = _env(api, tmp_path)
+    status = publish_outcome("github", outcome, Settings(report_dir=report), written, env)
+    assert status.posted and api.requests[-1].body["body"].startswith(f"{MARKER}\n## rendered\n\n<!-- ci-perf-digest:")
+    outputs = dict(line.split("=", 1) for line in (tmp_path / "output.txt").read_text().splitlines())
+    assert outputs["regressions"] == str(len(outcome.comparison.regressions)) != "0"  # type: ignore[union-attr]
+    assert outputs["summary"] == str(report / "summary.md") and outputs["status"] == "skip"
+    assert "::warning title=ci-perf regression::Aggregated p95 degraded +" in capsys.readouterr().out
+    assert TOKEN not in (tmp_path / "output.txt").read_text()

@@ -33,24 +33,35 @@ def publish_outcome(target: str, outcome: Outcome, settings: Settings, written: 
 
         status = publish_gitlab(body, scenario=meta.scenario, tool=meta.tool, report_dir=settings.report_dir,
                                 env=env, digest=digest)
+    elif env.get("GITHUB_EVENT_NAME") == "workflow_run" and (settings.report_dir / "publish-request.json").is_file():
+        from ci_perf.publish.github import publish_pending
+
+        status = publish_pending(settings.report_dir, env)  # the fork-safe publisher's side
     else:
         from ci_perf.publish.github import publish_github
 
         status = publish_github(
             body, scenario=meta.scenario, tool=meta.tool, report_dir=settings.report_dir, env=env,
             summary="" if comment_only else None, digest=digest,
-            outputs=None if comment_only else outputs_for(outcome),
+            outputs=None if comment_only else outputs_for(outcome, written),
             annotations=() if comment_only else annotations_for(outcome, settings.fail_on_regression),
         )
     print(f"ci-perf: {target}: {status.detail}", file=sys.stderr, flush=True)
     return status
 
 
-def outputs_for(outcome: Outcome) -> dict[str, str]:
-    """Step outputs a workflow can branch on."""
+def outputs_for(outcome: Outcome, written: Mapping[str, Path]) -> dict[str, str]:
+    """The step outputs action.yml declares: verdict, headline numbers, report paths."""
+    total = outcome.result.total
     regressions = outcome.comparison.regressions if outcome.comparison else ()
-    return {"status": outcome.evaluation.status.value, "regressions": str(len(regressions)),
-            "regressed": ",".join(f"{d.endpoint} {d.metric}" for d in regressions)}
+    out = {"status": outcome.evaluation.status.value, "p95": f"{total.p95_ms:g}",
+           "error-rate": f"{total.error_rate:.6g}", "rps": f"{total.rps:.6g}", "regressions": str(len(regressions))}
+    suffixes = {"results": "results.json", "junit": ".xml", "summary": ".md", "html": ".html"}
+    for key, suffix in suffixes.items():
+        name = next((n for n in sorted(written) if n.endswith(suffix)), None)
+        if name:
+            out[key] = str(written[name])
+    return out
 
 
 def annotations_for(outcome: Outcome, fail_on_regression: bool) -> list[Annotation]:
