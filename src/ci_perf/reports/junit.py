@@ -1,0 +1,69 @@
+"""JUnit XML: one test case per threshold check, and one per baseline delta that moved.
+
+A critical breach is a failure; a warning passes (CI systems have no "warning" result) but carries
+status="warn" and a WARN line in system-out; a check that was not measured is skipped. A degraded
+metric fails only when the caller gates on regressions (fail_on_regression).
+"""
+
+from __future__ import annotations
+
+from junit_xml import TestCase, TestSuite, to_xml_report_string
+
+from ci_perf.model import Change, CheckResult, MetricDelta, Outcome, Status
+from ci_perf.reports.common import (
+    delta_endpoint,
+    delta_pct,
+    delta_value,
+    duration,
+    metric_label,
+)
+
+
+def _check_case(check: CheckResult, classname: str) -> TestCase:
+    scoped = check.scope[:1].isupper() and check.scope not in check.name
+    name = f"{check.name} [{check.scope}]" if scoped else check.name
+    case = TestCase(name, classname=classname, status=check.status.value)
+    text = check.message  # carries the measured value, the target and the critical level
+    if check.status is Status.FAIL:
+        case.add_failure_info(message=f"critical breach: {check.message}", output=text, failure_type="threshold")
+    elif check.status is Status.SKIP:
+        case.add_skipped_info(message=f"not measured: {check.message}")
+    elif check.status is Status.WARN:
+        case.stdout = f"WARN: {text}"
+    else:
+        case.stdout = f"PASS: {text}"
+    return case
+
+
+def _delta_case(delta: MetricDelta, classname: str, fail_on_regression: bool) -> TestCase:
+    where = delta_endpoint(delta.endpoint)
+    name = f"baseline: {metric_label(delta.metric)} of {where}"
+    text = (f"{metric_label(delta.metric)} of {where}: {delta_value(delta, delta.baseline)} -> "
+            f"{delta_value(delta, delta.current)} ({delta_pct(delta)}), {delta.change.value}"
+            + (f"; {delta.note}" if delta.note else ""))
+    case = TestCase(name, classname=classname, status=delta.change.value)
+    if delta.change is Change.DEGRADED and fail_on_regression:
+        case.add_failure_info(message=f"regression: {text}", output=text, failure_type="regression")
+    elif delta.change is Change.DEGRADED:
+        case.stdout = f"DEGRADED (not gating): {text}"
+    else:
+        case.stdout = f"IMPROVED: {text}"
+    return case
+
+
+def render_junit(outcome: Outcome, fail_on_regression: bool = False) -> str:
+    meta = outcome.result.meta
+    classname = f"ci-perf.{meta.scenario}.{meta.tool}"
+    cases = [_check_case(c, classname) for c in outcome.evaluation.checks]
+    properties = {
+        "scenario": meta.scenario, "tool": f"{meta.tool} {meta.tool_version}", "users": str(meta.users),
+        "duration": duration(meta.duration_s), "host": meta.host, "status": outcome.evaluation.status.value,
+        "warnings": "; ".join(c.name for c in outcome.evaluation.checks if c.status is Status.WARN) or "none",
+    }
+    if outcome.comparison:
+        moved = [d for d in outcome.comparison.deltas if d.change in (Change.DEGRADED, Change.IMPROVED)]
+        cases += [_delta_case(d, f"{classname}.baseline", fail_on_regression) for d in moved]
+        properties["baseline"] = outcome.comparison.source
+    suite = TestSuite(f"ci-perf {meta.scenario} ({meta.tool})", cases, timestamp=meta.started_at or None,
+                      properties=properties)
+    return str(to_xml_report_string([suite], prettyprint=True))

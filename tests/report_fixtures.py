@@ -1,0 +1,52 @@
+"""Inputs of the report golden files: Outcomes built from results JSON fixtures.
+
+`locust_failures` is a real Locust 2.47.0 run (tests/golden/locust/failures, captured by
+tests/golden/capture_locust.py); `handmade_regression` is a handmade 5-minute run with a saved
+Comparison (made once with compare.compare) and an endpoint override that breaches its critical level.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ci_perf.model import Outcome, RunResult, _decode_comparison
+from ci_perf.reports import render_all
+from ci_perf.scenarios.catalog import get_scenario
+from ci_perf.thresholds import evaluate, parse_thresholds
+
+TESTS = Path(__file__).parent
+GOLDEN = TESTS / "golden" / "reports"
+INPUT = GOLDEN / "input"
+LINKS = {"Full HTML report": "https://ci.example/artifacts/report.html", "Job log": "https://ci.example/job/1"}
+
+CASES: dict[str, dict[str, Any]] = {
+    "locust_failures": {"run": TESTS / "golden" / "locust" / "failures" / "expected.json"},
+    "handmade_regression": {
+        "run": INPUT / "handmade_run.json",
+        "comparison": INPUT / "handmade_comparison.json",
+        "thresholds": {"endpoints": {"POST /api/v1/servers/": {"p95": {"target": "150ms", "critical": "200ms"}}}},
+        "fail_on_regression": True,
+    },
+}
+
+
+def load_run(path: Path) -> RunResult:
+    return RunResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def outcome_for(case: str) -> Outcome:
+    spec = CASES[case]
+    result = load_run(spec["run"])
+    thresholds = parse_thresholds(spec.get("thresholds"), None)
+    evaluation = evaluate(result, thresholds, get_scenario(result.meta.scenario))
+    comparison = None
+    if "comparison" in spec:
+        comparison = _decode_comparison(json.loads(spec["comparison"].read_text(encoding="utf-8")))
+    return Outcome(result, evaluation, comparison)
+
+
+def rendered(case: str) -> dict[str, str]:
+    spec = CASES[case]
+    return render_all(outcome_for(case), fail_on_regression=spec.get("fail_on_regression", False), links=LINKS)
