@@ -66,11 +66,11 @@ def test_percentiles_follow_locusts_rule(case: str) -> None:
     """Locust's calculate_response_time_percentile, restated (importing locust would monkey-patch
     this test process with gevent): walk down from the top while fewer than int(n*q)+1 lie below."""
     for e in json.loads((GOLDEN / case / "locust.json").read_text()):
-        times = {int(k): v for k, v in e["response_times"].items()}
+        times: dict[float, int] = {int(k): v for k, v in e["response_times"].items()}
         n = e["num_requests"] - e["num_none_requests"]
         hist = LatencyHistogram.from_mapping(times)
         for q in (0.5, 0.9, 0.95, 0.99):
-            allowed, seen, want = int(n * q), 0, 0
+            allowed, seen, want = int(n * q), 0, 0.0
             for rt in sorted(times, reverse=True):
                 seen += times[rt]
                 if n - seen <= allowed:

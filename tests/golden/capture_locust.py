@@ -67,7 +67,7 @@ def capture(name: str, case: Case) -> None:
     from ci_perf.runners.base import RunSpec
     from ci_perf.runners.locust import run_locust
     from ci_perf.scenarios.catalog import get_scenario
-    from conftest import start_stub  # type: ignore[import-not-found]
+    from conftest import start_stub
 
     scenario = get_scenario(case.scenario).with_load(users=case.users, spawn_rate=case.users,
                                                      duration_s=case.duration_s)
