@@ -1,0 +1,190 @@
+"""k6 summary -> RunResult, with every statistic exactly as k6 computed it.
+
+Our script's handleSummary file holds the sub-metrics it declared (per endpoint `{name:X}`, per
+window `{win:i}`, per both, per error status) and a `ci_perf` block (window length, endpoints, the
+planned load shape). A user's own script only leaves k6's `--summary-export`: aggregate numbers,
+plus per endpoint for every `{name:X}` sub-metric it declared thresholds on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ci_perf.errors import ResultError
+from ci_perf.model import AGGREGATE, EndpointStats, ErrorCount, RunMeta, RunResult, Window
+from ci_perf.parsers import register
+from ci_perf.runners.base import RunArtifacts
+from ci_perf.scenarios.catalog import TASKS
+
+Values = dict[str, float]
+METHODS: dict[str, str] = {name: method for method, name in TASKS.values()}
+STATS = {"min_ms": "min", "avg_ms": "avg", "p50_ms": "med", "p90_ms": "p(90)", "p95_ms": "p(95)",
+         "p99_ms": "p(99)", "max_ms": "max"}
+
+
+class Summary:
+    """One k6 summary file, either shape, reduced to metric key -> values."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        doc = _load(path)
+        raw = doc.get("metrics")
+        if not isinstance(raw, dict) or "http_reqs" not in raw:
+            self.fail("has no metrics.http_reqs (did the run make any HTTP request?)")
+        # handleSummary data nests values under "values"; --summary-export keeps them flat.
+        self.metrics: dict[str, Values] = {
+            k: (v.get("values") if isinstance(v.get("values"), dict) else v) for k, v in raw.items()
+        }
+        block = doc.get("ci_perf")
+        self.block: dict[str, Any] | None = block if isinstance(block, dict) else None
+        state = doc.get("state") or {}
+        total = self.get("http_reqs")
+        duration_ms = state.get("testRunDurationMs")
+        # The export has no run duration; k6's own rate gives it back (rate = count / duration).
+        self.run_s = (float(duration_ms) / 1000 if duration_ms
+                      else total["count"] / total["rate"] if total.get("rate") else 0.0)
+
+    def fail(self, what: str) -> NoReturn:
+        raise ResultError(f"k6 summary {self.path}: {what}")
+
+    def get(self, key: str) -> Values:
+        found = self.metrics.get(key)
+        if not isinstance(found, dict):
+            self.fail(f"has no metric {key!r}")
+        return found
+
+    def number(self, key: str, stat: str, default: float | None = None) -> float:
+        values = self.metrics.get(key)
+        if isinstance(values, dict) and isinstance(values.get(stat), int | float):
+            return float(values[stat])
+        if default is not None and values is None:
+            return default
+        self.fail(f"metric {key!r} has no {stat!r} (run k6 with --summary-trend-stats {_TREND_FLAG})")
+
+
+_TREND_FLAG = "'min,avg,med,p(90),p(95),p(99),max,count'"
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultError(f"k6 summary {path}: missing (k6 wrote no summary; see k6.stderr.log)") from None
+    except OSError as exc:
+        raise ResultError(f"k6 summary {path}: unreadable ({exc.strerror})") from exc
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise ResultError(f"k6 summary {path}: not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise ResultError(f"k6 summary {path}: not a JSON object")
+    return doc
+
+
+Tags = dict[str, str]  # an endpoint's sub-metric tags: {} for all requests
+
+
+def _sel(tags: Tags, **more: object) -> str:
+    """k6's sub-metric selector, in the tag order the script declares: {name:X,method:M,win:3}."""
+    inner = ",".join(f"{k}:{v}" for k, v in {**tags, **more}.items())
+    return f"{{{inner}}}" if inner else ""
+
+
+def users_at(plan: dict[str, Any], t: float) -> int:
+    """Planned VUs at t seconds (linear within a stage, as k6's ramping-vus)."""
+    users, elapsed = float(plan.get("start_users", 0)), 0.0
+    for seconds, target in plan.get("stages", []):
+        if t <= elapsed + seconds:
+            return round(users + (float(target) - users) * ((t - elapsed) / seconds if seconds else 1.0))
+        users, elapsed = float(target), elapsed + seconds
+    return round(users)
+
+
+def windows(s: Summary, tags: Tags) -> tuple[Window, ...]:
+    block = s.block or {}
+    width = float(block.get("window_s") or 0)
+    count = int(block.get("windows") or 0) if width else 0
+    plan = block.get("plan") or {}
+    out = []
+    for i in range(count):
+        sel = _sel(tags, win=i)
+        requests = int(s.number(f"http_reqs{sel}", "count", 0.0))
+        start = i * width
+        if not requests and start >= min(s.run_s, float(block.get("duration_s") or s.run_s)):
+            break  # the grace period after the planned duration, when nothing was left in flight
+        # The script puts anything past its last window into that window: it lasts to the end.
+        end = s.run_s if i == count - 1 else min(start + width, s.run_s)
+        has = requests > 0
+        out.append(Window(
+            start_s=start, length_s=round(max(end - start, 1e-3), 6), requests=requests,
+            failures=int(s.number(f"http_req_failed{sel}", "passes", 0.0)),
+            users=users_at(plan, start + width / 2),
+            p50_ms=s.number(f"http_req_duration{sel}", "med") if has else None,
+            p95_ms=s.number(f"http_req_duration{sel}", "p(95)") if has else None,
+            p99_ms=s.number(f"http_req_duration{sel}", "p(99)") if has else None,
+        ))
+    return tuple(out)
+
+
+def errors(s: Summary, endpoints: list[Tags], failures: int) -> tuple[ErrorCount, ...]:
+    """Failed requests by status, from the `{name:X,status:S}` counters our script declares."""
+    block = s.block or {}
+    expected = set(block.get("expected_statuses") or ())
+    counts: dict[str, int] = {}
+    for status in block.get("error_statuses") or ():
+        if status in expected or 0 < status < 400:
+            continue
+        label = f"HTTP {status}" if status else "connection error (no HTTP status)"
+        for tags in endpoints:
+            n = int(s.number(f"http_reqs{_sel(tags, status=status)}", "count", 0.0))
+            if n:
+                counts[label] = counts.get(label, 0) + n
+    other = failures - sum(counts.values())
+    if other > 0:  # a status the script does not count one by one
+        counts["other HTTP status"] = other
+    return tuple(ErrorCount(e, n) for e, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def endpoint(s: Summary, tags: Tags, all_endpoints: list[Tags]) -> EndpointStats:
+    sel = _sel(tags)
+    duration = f"http_req_duration{sel}"
+    name = tags.get("name")
+    failures = int(s.number(f"http_req_failed{sel}", "passes", 0.0))
+    return EndpointStats(
+        method=tags.get("method") or (METHODS.get(name, "") if name else ""),
+        name=name or AGGREGATE,
+        requests=int(s.number(f"http_reqs{sel}", "count")),
+        failures=failures,
+        rps=s.number(f"http_reqs{sel}", "rate"),
+        **{field: s.number(duration, stat) for field, stat in STATS.items()},
+        histogram=None,  # exact merges come from the streaming NDJSON parser, not the summary
+        windows=windows(s, tags),
+        errors=errors(s, [tags] if tags else all_endpoints, failures) if s.block is not None else (),
+    )
+
+
+def endpoint_tags(s: Summary) -> list[Tags]:
+    """Our script lists its (method, name) pairs; a user's script: its {name:X} sub-metrics."""
+    if s.block is not None:
+        found = [{"name": str(n), "method": str(m)} for m, n in s.block.get("endpoints") or ()]
+    else:
+        prefix = "http_reqs{name:"
+        found = [{"name": k[len(prefix):-1]} for k in s.metrics
+                 if k.startswith(prefix) and k.endswith("}") and "," not in k]
+    return [t for t in found if s.number(f"http_reqs{_sel(t)}", "count", 0.0) > 0]
+
+
+@register("k6")
+def parse_k6(artifacts: RunArtifacts, meta: RunMeta) -> RunResult:
+    path = artifacts.files.get("k6_summary") or artifacts.files.get("k6_summary_export")
+    if path is None:
+        raise ResultError("k6 run left no summary file (neither k6_summary nor k6_summary_export)")
+    s = Summary(path)
+    tags = endpoint_tags(s)
+    eps = sorted((endpoint(s, t, tags) for t in tags), key=lambda e: (e.name, e.method))
+    if s.block is not None and s.block.get("window_s"):
+        meta = replace(meta, window_s=float(s.block["window_s"]))
+    return RunResult(meta=meta, total=endpoint(s, {}, tags), endpoints=tuple(eps))
