@@ -87,7 +87,8 @@ def headline_reason(outcome: Outcome, limit: int = 80) -> tuple[Status | str, st
         why = f"{shorten(first.name, limit)} {format_value(first.actual, first.unit)} " \
               f"breaches critical {limit_text(first.critical, first.unit, first.direction)}"
         more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
-        return Status.FAIL, why + more
+        moved = f"; {len(regressions)} metric(s) regressed" if regressions else ""
+        return Status.FAIL, why + more + moved
     if regressions:
         worst = max(regressions, key=lambda d: abs(d.delta_pct or 0))
         why = f"{metric_label(worst.metric)} of {shorten(delta_endpoint(worst.endpoint), limit)} {delta_pct(worst)}"
