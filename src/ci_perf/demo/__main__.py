@@ -16,7 +16,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--log-level", default="warning", help="uvicorn log level (access logs are off)")
+    p.add_argument("--log-level", default="info", help="uvicorn log level (access logs are always off)")
     return p
 
 

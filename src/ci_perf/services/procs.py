@@ -38,6 +38,7 @@ def free_port() -> int:
 
 def ensure_port_free(port: int, what: str) -> None:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is not "in use"
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
