@@ -159,3 +159,16 @@ def test_bench_rates_from_saved_results(tmp_path: Path) -> None:
     assert rates.false_alarm_rate == 0.0
     assert rates.detection_rate == 1.0
     assert "false-alarm rate 0/4" in rates.summary()
+
+
+def test_holm_correction_demotes_marginal_results_across_many_tests() -> None:
+    from ci_perf.compare import holm
+    from ci_perf.model import MetricDelta
+
+    def d(p: float, change: Change) -> MetricDelta:
+        return MetricDelta("e", "p95", "lower", 1.0, 2.0, change, 100.0, p)
+
+    out = holm([d(0.0001, Change.DEGRADED), d(0.005, Change.DEGRADED), d(0.5, Change.INCONCLUSIVE),
+                d(0.9, Change.UNCHANGED)], alpha=0.01)
+    assert [x.change for x in out] == [Change.DEGRADED, Change.INCONCLUSIVE, Change.INCONCLUSIVE, Change.UNCHANGED]
+    assert "Holm correction over 4 tests" in out[1].note

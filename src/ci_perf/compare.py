@@ -5,7 +5,8 @@ percentage alone raises false alarms (DESIGN.md, Baselines and verdicts):
 
 - an effect of at least `min_effect` (relative; error rate: `min_error_pp` absolute), and
 - evidence from the samples: a one-sided Mann-Whitney U test on the steady-state per-window values
-  (latency percentiles, throughput), or a two-proportion z-test on the failure counts.
+  (latency percentiles, throughput), or a two-proportion z-test on the failure counts, with Holm's
+  correction over all the tests of one comparison (dozens of endpoint x metric pairs per run).
 
 A large effect without enough evidence (too few windows, p >= alpha) is INCONCLUSIVE, with a note.
 
@@ -85,9 +86,27 @@ def compare(
     deltas: list[MetricDelta] = []
     for cur, base in _pairs(current, baseline):
         deltas += endpoint_deltas(cur, base, cfg)
+    deltas = holm(deltas, alpha)
     if mismatch:
         deltas = [replace(d, change=Change.INCONCLUSIVE, p_value=None, note="not comparable") for d in deltas]
     return Comparison(source, baseline.meta, describe_method(cfg), tuple(deltas), "; ".join(warnings))
+
+
+def holm(deltas: list[MetricDelta], alpha: float) -> list[MetricDelta]:
+    """Holm's step-down correction over every test run in this comparison: one run checks dozens of
+    endpoint x metric pairs, and a user reads 'any degraded' as 'this PR regressed'. Without it an
+    A/A run of a real target flagged a regression (bench/verdict_trials.py)."""
+    tested = sorted((d.p_value, i) for i, d in enumerate(deltas)
+                    if d.p_value is not None and d.change in (Change.DEGRADED, Change.IMPROVED))
+    m = sum(1 for d in deltas if d.p_value is not None)
+    out = list(deltas)
+    failed = False
+    for rank, (p, i) in enumerate(tested):
+        failed = failed or p >= alpha / (m - rank)
+        if failed:
+            out[i] = replace(out[i], change=Change.INCONCLUSIVE,
+                             note=f"p={p:.2g} is not significant after Holm correction over {m} tests")
+    return out
 
 
 def describe_method(cfg: Settings) -> str:
@@ -97,7 +116,7 @@ def describe_method(cfg: Settings) -> str:
         f"(normal approximation, tie-corrected) on steady-state per-window p50/p95/p99 and throughput "
         f"(ramp-up window(s) dropped, at least {cfg.min_windows} windows per run) at alpha={cfg.alpha:g}, "
         f"or for error rate at least {cfg.min_error_pp * 100:g} percentage points and a one-sided "
-        f"two-proportion z-test on total failures/requests at the same alpha."
+        f"two-proportion z-test on total failures/requests, Holm-corrected over all tests in the run."
     )
 
 
