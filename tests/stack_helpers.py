@@ -39,17 +39,18 @@ def local_stack(log_dir: Path, **kw: object) -> Iterator[tuple[LocalStack, Stack
 
 
 @contextmanager
-def demo_api(info: StackInfo, log: Path, **env: str) -> Iterator[str]:
+def demo_api(info: StackInfo, log: Path, **env: str) -> Iterator[tuple[str, int]]:
     """A second demo API process on the same database and Redis, with its own knobs."""
     port = free_port()
-    full_env = {**os.environ, "DATABASE_URL": info.database_url, "REDIS_URL": info.redis_url, **env}
+    full_env = {**os.environ, "DATABASE_URL": info.database_url, "REDIS_URL": info.redis_url, "SARK_API_KEY": ""}
+    full_env.update(env)
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "ci_perf.demo", "--port", str(port)],
                                 env=full_env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/health/", proc)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.wait(15)

@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 
 from ci_perf.services.base import StackInfo
+from conftest import free_port
 from stack_helpers import HAVE_SERVICES, SKIP_REASON, demo_api, local_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not HAVE_SERVICES, reason=SKIP_REASON)]
@@ -59,6 +61,7 @@ def test_health_endpoints(url: str) -> None:
     assert d["database"]["version"].startswith("15") and d["database"]["timescaledb"] is False
     assert d["redis"]["version"] and d["redis"]["latency_ms"] >= 0
     assert d["audit_storage"] == "table"  # plain PostgreSQL: no hypertable
+    assert "pg_trgm" in d["schema_extras"] and "timescaledb" not in d["schema_extras"]
 
 
 def test_auth(url: str) -> None:
@@ -154,7 +157,7 @@ def test_audit_rows_are_written(stack: StackInfo) -> None:
 
 
 def test_rate_limit_answers_429(stack: StackInfo, tmp_path: Path) -> None:
-    with demo_api(stack, tmp_path / "api.log", SARK_API_KEY="rl-key", RATE_LIMIT_PER_MINUTE="5") as url:
+    with demo_api(stack, tmp_path / "api.log", SARK_API_KEY="rl-key", RATE_LIMIT_PER_MINUTE="5") as (url, _):
         codes = [requests.get(url + "/api/v1/servers/?limit=1", headers={"X-API-Key": "rl-key"}, timeout=5)
                  for _ in range(12)]  # fmt: skip
     # 12 requests: even if a minute boundary splits them, one window sees more than 5.
@@ -178,7 +181,7 @@ def _median_ms(url: str, n: int = 15) -> float:
 
 def test_latency_knob_slows_policy_evaluation(stack: StackInfo, tmp_path: Path) -> None:
     base = _median_ms(stack.base_url)
-    with demo_api(stack, tmp_path / "api.log", SARK_API_KEY=KEY, CI_PERF_DEMO_LATENCY_MS="policy=30") as slow:
+    with demo_api(stack, tmp_path / "api.log", SARK_API_KEY=KEY, CI_PERF_DEMO_LATENCY_MS="policy=30") as (slow, _):
         slowed = _median_ms(slow)
         read_ms = requests.get(slow + "/api/v1/servers/?limit=1", headers=H, timeout=5).elapsed.total_seconds() * 1000
     assert 25 <= slowed - base <= 100, (base, slowed)
@@ -186,10 +189,33 @@ def test_latency_knob_slows_policy_evaluation(stack: StackInfo, tmp_path: Path) 
 
 
 def test_error_rate_knob(stack: StackInfo, tmp_path: Path) -> None:
-    with demo_api(stack, tmp_path / "api.log", CI_PERF_DEMO_ERROR_RATE="1") as url:
+    with demo_api(stack, tmp_path / "api.log", CI_PERF_DEMO_ERROR_RATE="1") as (url, _):
         r = requests.get(url + "/api/v1/servers/", timeout=5)  # auth off: no SARK_API_KEY
         assert r.status_code == 500 and "injected" in r.json()["detail"]
         assert requests.get(url + "/health/", timeout=5).status_code == 200
+
+
+def test_leak_knob_grows_memory(stack: StackInfo, tmp_path: Path) -> None:
+    with demo_api(stack, tmp_path / "api.log", CI_PERF_DEMO_LEAK_KB_PER_REQUEST="1024") as (url, pid):
+        before = psutil.Process(pid).memory_info().rss
+        with requests.Session() as s:
+            for _ in range(40):
+                assert s.get(url + "/api/v1/servers/?limit=1", timeout=5).status_code == 200
+        grown = psutil.Process(pid).memory_info().rss - before
+    assert grown > 30 * 1024 * 1024
+
+
+def test_redis_down_degrades_but_serves(stack: StackInfo, tmp_path: Path) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with demo_api(stack, tmp_path / "api.log", REDIS_URL=dead, RATE_LIMIT_PER_MINUTE="1") as (url, _):
+        assert requests.get(url + "/health/", timeout=5).status_code == 200
+        ready = requests.get(url + "/health/ready", timeout=10)
+        assert ready.status_code == 503 and ready.json()["redis"] == "unhealthy"
+        detailed = requests.get(url + "/health/detailed", timeout=10).json()
+        assert detailed["database"]["status"] == "healthy" and "error" in detailed["redis"]
+        for _ in range(2):  # no cache and no rate limit without Redis, but answers all the same
+            r = evaluate(url, action="server:read")
+            assert r.status_code == 200 and r.json()["cache_hit"] is False
 
 
 def test_migrate_command_is_idempotent(stack: StackInfo) -> None:

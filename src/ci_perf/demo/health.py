@@ -38,6 +38,7 @@ async def detailed(request: Request) -> Response:
         "database": database,
         "redis": redis,
         "audit_storage": "hypertable" if "hypertable" in demo.extras else "table",
+        "schema_extras": demo.extras,
         "audit_dropped": demo.audit.dropped,
     }
     return JSONResponse(body, status_code=200 if ok else 503)

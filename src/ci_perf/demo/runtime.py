@@ -82,7 +82,7 @@ class Demo:
         """Apply the latency and leak knobs; True when this request must answer 500."""
         s = self.settings
         if s.leak_kb_per_request:
-            self.leak.append(bytes(s.leak_kb_per_request * 1024))
+            self.leak.append(b"L" * (s.leak_kb_per_request * 1024))  # touched pages: really resident
         delay = s.added_latency_s(group)
         if delay:
             await asyncio.sleep(delay)
