@@ -60,8 +60,10 @@ class Summary:
         values = self.metrics.get(key)
         if isinstance(values, dict) and isinstance(values.get(stat), int | float):
             return float(values[stat])
-        if default is not None and values is None:
-            return default
+        if values is None:
+            if default is not None:
+                return default
+            self.fail(f"has no metric {key!r}")
         self.fail(f"metric {key!r} has no {stat!r} (run k6 with --summary-trend-stats {_TREND_FLAG})")
 
 
