@@ -29,6 +29,8 @@ from ci_perf.services import docker_spec as spec_
 from ci_perf.services.base import LABEL, StackConfig, StackInfo, _tail, register, wait_until
 from ci_perf.services.docker_spec import ContainerSpec
 
+# The SDK reports a vanished engine as a requests error, not a DockerException.
+ENGINE_ERRORS: tuple[type[Exception], ...] = (DockerException, requests.exceptions.ConnectionError)
 JOB_TIMEOUT_S = 600.0  # migrate/seed commands may legitimately take minutes
 STOP_TIMEOUT_S = 3
 
@@ -91,7 +93,7 @@ class DockerStack:
     def up(self) -> StackInfo:
         try:
             return self._up()
-        except DockerException as e:  # an engine error the steps did not name: still one line
+        except ENGINE_ERRORS as e:  # an engine error the steps did not name: still one line
             self.down()
             raise ServiceError(f"docker: {_first_line(e)}") from None
         except BaseException:
@@ -106,9 +108,12 @@ class DockerStack:
         self._cancel.set()
         with self._lock:
             containers, self._containers = self._containers, []
-        for service, container in reversed(containers):
-            self._save_log(service, container)
-        _remove_labelled(client, self.cfg.run_id)  # also catches anything not yet tracked
+        # Teardown must not mask the error that caused it, even if the engine itself went away.
+        with contextlib.suppress(*ENGINE_ERRORS, OSError):
+            for service, container in reversed(containers):
+                self._save_log(service, container)
+        with contextlib.suppress(*ENGINE_ERRORS):
+            _remove_labelled(client, self.cfg.run_id)  # also catches anything not yet tracked
         self._network = None
         client.close()
 
@@ -137,7 +142,11 @@ class DockerStack:
         """Run the tasks at once; on the first failure cancel the waits of the others and re-raise it."""
         with ThreadPoolExecutor(len(tasks)) as pool:
             futures: list[Future[Any]] = [pool.submit(t) for t in tasks]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            try:
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            except BaseException:  # Ctrl-C / SIGTERM: let the workers' waits end now, not at their timeout
+                self._cancel.set()
+                raise
             failed = [f for f in futures if f in done and f.exception() is not None]
             if failed:
                 self._cancel.set()
