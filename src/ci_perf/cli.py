@@ -45,6 +45,8 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db-image", help="database image (docker backend)")
     p.add_argument("--redis-image", help="Redis image (docker backend)")
     p.add_argument("--api-image", help="API image (docker backend; default: the demo target)")
+    p.add_argument("--docker-network", choices=("host", "bridge"),
+                   help="docker backend: host networking (default) or a per-run bridge network")
     p.add_argument("--api-build-context", help="build the API image from this folder (docker backend)")
     p.add_argument("--api-command", help="API command (local backend; default: the demo target)")
     p.add_argument("--api-env", action="append", metavar="KEY=VALUE", help="API environment, repeatable")

@@ -42,6 +42,7 @@ class Settings:
     db_image: str = "timescale/timescaledb:latest-pg15"
     redis_image: str = "redis:7-alpine"
     api_image: str = ""
+    docker_network: str = "host"  # host | bridge (ports published on 127.0.0.1)
     api_build_context: str = ""
     api_command: str = ""
     api_env: dict[str, str] = field(default_factory=dict)
@@ -158,6 +159,8 @@ def _coerce(name: str, value: Any) -> Any:
         return _number(float, name, value)
     if name == "tool" and value not in TOOLS:
         raise ConfigError(f"unknown tool {value!r}; choose one of: {', '.join(TOOLS)}")
+    if name == "docker_network" and value not in ("host", "bridge"):
+        raise ConfigError(f"unknown docker network mode {value!r}; choose host or bridge")
     if name == "backend" and value not in get_args(BackendName):
         raise ConfigError(f"unknown backend {value!r}; choose one of: {', '.join(BACKEND_NAMES)}")
     if name in ("api_env", "thresholds", "scenario_thresholds"):

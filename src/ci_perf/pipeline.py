@@ -50,6 +50,7 @@ def stack_config(settings: Settings, api_key: str, run_id: str | None = None) ->
         db_image=settings.db_image,
         redis_image=settings.redis_image,
         api_image=settings.api_image,
+        docker_network="bridge" if settings.docker_network == "bridge" else "host",
         api_build_context=settings.api_build_context,
         api_command=settings.api_command,
         api_env=dict(settings.api_env),
