@@ -160,3 +160,46 @@ def test_hard_kill_of_ci_perf_takes_k6_along(runner_process: tuple[subprocess.Po
     proc.send_signal(signal.SIGTERM)  # unhandled outside the pipeline: the parent-death signal stops k6
     proc.wait(20)
     assert _gone(marker, 10)
+
+
+def test_auth_headers_cookies_and_csrf_on_writes_only(tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str, dict[str, str]]] = []  # method, headers (names lower-cased: HTTP ignores case)
+
+    class Recorder(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            seen.append((self.command, {k.lower(): v for k, v in self.headers.items()}))
+            body = b'{"server_id": "s1", "id": "s1", "decision": "allow", "items": [], "total": 0}'
+            self.send_response(201 if self.command == "POST" else 200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    auth = Auth(api_key="k1", bearer_token="jwt1", headers={"X-Team": "perf"}, cookies={"session": "s1"},
+                csrf_token="c1")
+    sc = get_scenario("smoke_test").with_load(duration_s=3)
+    try:
+        run_k6(RunSpec(scenario=sc, host=f"http://127.0.0.1:{server.server_port}", raw_dir=tmp_path, auth=auth,
+                       progress=lambda p: None))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert {m for m, _ in seen} == {"GET", "POST"}
+    for method, headers in seen:
+        assert headers["x-api-key"] == "k1" and headers["authorization"] == "Bearer jwt1"
+        assert headers["x-team"] == "perf" and "session=s1" in headers["cookie"]
+        assert (headers.get("x-csrf-token") == "c1") == (method == "POST")
+        assert ("csrf_token=c1" in headers["cookie"]) == (method == "POST")

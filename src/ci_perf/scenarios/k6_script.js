@@ -267,6 +267,8 @@ export function handleSummary(data) {
     format: FORMAT, scenario: SC.name, window_s: WINDOW_S, windows: N_WINDOWS,
     endpoints: ENDPOINTS, error_statuses: ERROR_STATUSES, expected_statuses: EXPECTED,
     users: SC.users, duration_s: SC.duration_s, plan: PLAN,
+    // A shard (--execution-segment) runs its share of the plan's VUs; merging shards needs to know.
+    execution_segment: String(exec.test.options.executionSegment || ''),
   };
   const out = { stdout: textSummary(data) };
   if (__ENV.CI_PERF_SUMMARY_FILE) out[__ENV.CI_PERF_SUMMARY_FILE] = JSON.stringify(data);
