@@ -61,5 +61,5 @@ def test_health_timeout_is_an_infrastructure_error(tmp_path: Path, capsys: pytes
                  "--duration", "2s"])
     err = capsys.readouterr().err
     assert code == 3
-    assert "did not become healthy within 1s" in err and "http://127.0.0.1:9/health/" in err
+    assert "did not answer 200 within 1s" in err and "http://127.0.0.1:9/health/" in err and "Connection refused" in err
     assert not json.dumps([p.name for p in tmp_path.iterdir()]).count("results.json")
