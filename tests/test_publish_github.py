@@ -168,6 +168,15 @@ def test_act_makes_no_request_and_writes_files(api: FakeApi, tmp_path: Path) -> 
     assert "all good" in (tmp_path / "report" / "summary.md").read_text()
 
 
+def test_comment_off_still_writes_summary_and_outputs_but_calls_no_api(api: FakeApi, tmp_path: Path) -> None:
+    env = _env(api, tmp_path)
+    status = gh.publish_github("all good", scenario="smoke_test", tool="locust", report_dir=tmp_path / "report",
+                            env=env, outputs={"status": "pass"}, comment=False, stream=io.StringIO())
+    assert api.requests == [] and (status.posted, status.action) == (False, "skipped")
+    assert "all good" in Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert "status=pass" in Path(env["GITHUB_OUTPUT"]).read_text()
+
+
 def test_not_a_pull_request_posts_nothing(api: FakeApi, tmp_path: Path) -> None:
     env = _env(api, tmp_path, GITHUB_REF="refs/heads/main")
     status = _publish(env, tmp_path, [], io.StringIO())

@@ -61,6 +61,8 @@ def _add_judge_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-effect", help="smallest change that counts as a regression (default 10%%)")
     p.add_argument("--publish", choices=("auto", "github", "gitlab", "files", "none"),
                    help="where results go besides files (default auto: the CI you run in)")
+    p.add_argument("--no-comment", dest="comment", action="store_false", default=None,
+                   help="no sticky PR/MR comment (job summary, outputs and annotations still written)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,6 +52,7 @@ class Settings:
     fail_on_regression: bool = False
     min_effect: float = 0.10
     publish: str = "auto"  # auto | github | gitlab | files | none
+    comment: bool = True  # the sticky PR/MR comment; summary, outputs and annotations are written regardless
     thresholds: dict[str, Any] = field(default_factory=dict)  # file top level
     scenario_thresholds: dict[str, Any] = field(default_factory=dict)  # file, this scenario
 
@@ -151,7 +152,7 @@ def _coerce(name: str, value: Any) -> Any:
         return parse_fraction(value, "min_effect")
     if name in _PATH_FIELDS:
         return Path(str(value))
-    if name in ("fail_on_regression",):
+    if name in ("fail_on_regression", "comment"):
         return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
     if name in ("users", "processes"):
         return _number(int, name, value)

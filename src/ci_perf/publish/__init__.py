@@ -31,6 +31,8 @@ def publish_outcome(target: str, outcome: Outcome, settings: Settings, written: 
     if target == "gitlab":
         from ci_perf.publish.gitlab import publish_gitlab
 
+        if not settings.comment:
+            return PublishStatus(False, "skipped", "comment turned off")
         status = publish_gitlab(body, scenario=meta.scenario, tool=meta.tool, report_dir=settings.report_dir,
                                 env=env, digest=digest)
     elif env.get("GITHUB_EVENT_NAME") == "workflow_run" and (settings.report_dir / "publish-request.json").is_file():
@@ -45,6 +47,7 @@ def publish_outcome(target: str, outcome: Outcome, settings: Settings, written: 
             summary="" if comment_only else None, digest=digest,
             outputs=None if comment_only else outputs_for(outcome, written),
             annotations=() if comment_only else annotations_for(outcome, settings.fail_on_regression),
+            comment=settings.comment,
         )
     print(f"ci-perf: {target}: {status.detail}", file=sys.stderr, flush=True)
     return status

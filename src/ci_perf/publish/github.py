@@ -168,7 +168,8 @@ def append_summary(markdown: str, env: Mapping[str, str], report_dir: Path) -> P
 def publish_github(body: str, *, scenario: str, tool: str, report_dir: Path, env: Mapping[str, str],
                    summary: str | None = None, outputs: Mapping[str, str] | None = None,
                    annotations: Sequence[Annotation] = (), digest: str = "", pr: int | None = None,
-                   client: ApiClient | None = None, stream: TextIO | None = None) -> PublishStatus:
+                   client: ApiClient | None = None, stream: TextIO | None = None,
+                   comment: bool = True) -> PublishStatus:
     """Summary, outputs and annotations first (they need no permission), then the sticky comment."""
     out = stream or sys.stdout
     text = body if summary is None else summary  # "" means: no summary (the workflow_run publisher)
@@ -177,6 +178,8 @@ def publish_github(body: str, *, scenario: str, tool: str, report_dir: Path, env
     files += [str(written)] if written else []
     for a in annotations:
         print(annotation_line(a), file=out)
+    if not comment:
+        return PublishStatus(False, "skipped", "comment turned off", files=tuple(files))
     marker = comment_marker(scenario, tool)
     full = compose(body, marker, digest)
     number = pr if pr is not None else pr_number(env)
