@@ -38,9 +38,10 @@ GITLAB = sorted((ROOT / "gitlab").glob("*.yml"))
 INPUTS_DOC = ROOT / "docs" / "action-inputs.md"
 
 # Inputs that are about the action itself, not a `ci-perf run` flag: input -> the variable it sets.
-ACTION_ONLY = {"comment": "CI_PERF_COMMENT", "github-token": "GITHUB_TOKEN", "api-key": "CI_PERF_API_KEY",
-               "python": "CI_PERF_PYTHON"}
-# `ci-perf run` options with no input of their own: --publish is what `comment` sets.
+ACTION_ONLY = {"github-token": "GITHUB_TOKEN", "api-key": "CI_PERF_API_KEY", "python": "CI_PERF_PYTHON"}
+# Inputs whose `ci-perf run` flag has another name.
+FLAG_OF = {"comment": "no-comment"}
+# `ci-perf run` options with no input of their own: the action always publishes to GitHub.
 NOT_INPUTS = {"help", "publish"}
 # Settings that ci-perf reads from a differently named variable, or only as a flag: the action's run
 # script turns these variables into flags.
@@ -144,11 +145,13 @@ def test_every_output_is_documented() -> None:
 def test_every_input_maps_to_a_cli_flag_or_is_action_only() -> None:
     options = run_options()
     for name in action()["inputs"]:
-        assert name in options or name in ACTION_ONLY, f"input {name!r} is no `ci-perf run` flag"
+        flag = FLAG_OF.get(name, name)
+        assert flag in options or name in ACTION_ONLY, f"input {name!r} is no `ci-perf run` flag"
 
 
 def test_every_cli_option_has_an_input() -> None:
     inputs = set(action()["inputs"])
+    inputs |= {FLAG_OF[name] for name in inputs if name in FLAG_OF}
     missing = [opt for opt in run_options() if opt not in inputs and opt not in NOT_INPUTS]
     assert not missing, f"`ci-perf run` options without an action input: {missing}"
 
@@ -176,7 +179,7 @@ def test_each_input_reaches_ci_perf() -> None:
 def test_action_only_inputs_are_used() -> None:
     data = action()
     script = step(data, "run")["run"]
-    assert "CI_PERF_PUBLISH=github" in script and "CI_PERF_PUBLISH=files" in script
+    assert "CI_PERF_PUBLISH=github" in script
     assert "GITHUB_TOKEN" in TOKEN_VARS
     assert Auth.from_env({"CI_PERF_API_KEY": "k"}).api_key == "k"
     assert "::add-mask::$CI_PERF_API_KEY" in script
@@ -305,7 +308,7 @@ def test_gitlab_template_variables_cover_the_action_inputs() -> None:
     variables = gitlab_template()[".ci-perf"]["variables"]
     env = input_env(action())
     for name, var in env.items():
-        if name in ("comment", "github-token", "api-key"):  # GitLab: CI_PERF_PUBLISH, masked variables
+        if name in ("github-token", "api-key"):  # GitLab: masked CI/CD variables
             continue
         assert var in variables, f"template lacks {var} (action input {name})"
     assert "CI_PERF_PUBLISH" in variables
