@@ -91,12 +91,15 @@ def doc_tables() -> tuple[str, dict[str, list[str]], dict[str, list[str]]]:
     """The inputs and outputs tables: README.md's action-inputs section if it has one, else the docs page."""
     readme = ROOT / "README.md"
     source = INPUTS_DOC
-    if readme.is_file():
-        text = readme.read_text(encoding="utf-8")
-        if re.search(r"^#+ .*\binputs\b", text, re.IGNORECASE | re.MULTILINE) and "`scenario`" in text:
-            source = readme
-    text = source.read_text(encoding="utf-8")
+    if readme.is_file() and re.search(r"^#+ .*\binputs\b", prose(readme), re.IGNORECASE | re.MULTILINE):
+        source = readme
+    text = prose(source)
     return str(source.relative_to(ROOT)), _table(text, r"inputs"), _table(text, r"outputs")
+
+
+def prose(path: Path) -> str:
+    """Markdown without its fenced code blocks (whose `# comments` would look like headings)."""
+    return re.sub(r"^```.*?^```[^\n]*$", "", path.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL)
 
 
 def _table(text: str, heading: str) -> dict[str, list[str]]:
