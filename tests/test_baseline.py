@@ -95,7 +95,7 @@ def test_github_bad_credentials_are_a_reason_with_the_token_masked(api: FakeApi)
 
 def test_gitlab_raw_artifact_of_the_target_branch(api: FakeApi) -> None:
     result = synth.run(4)
-    path = "/api/v4/projects/group%2Fsark/jobs/artifacts/main/raw/ci-perf-report/results.json"
+    path = "/api/v4/projects/group%2Fsark/jobs/artifacts/main/raw/reports/results.json"
     found = Reply(200, body=_outcome_json(result))
     gone = Reply(404, {"message": "404 Not Found"})
     api.add("GET", path, lambda rec: found if rec.query.get("job") == "perf" else gone)
@@ -106,7 +106,7 @@ def test_gitlab_raw_artifact_of_the_target_branch(api: FakeApi) -> None:
     assert api.calls() == [("GET", path, {"job": "perf"})]
     assert api.requests[0].headers["private-token"] == GL_TOKEN
     missing = bl.fetch_baseline("gitlab-artifact:other", env=env)
-    assert missing.result is None and missing.reason == "no ci-perf-report/results.json from job 'other' on main"
+    assert missing.result is None and missing.reason == "no reports/results.json from job 'other' on main"
 
 
 def test_gitlab_job_token_is_enough_for_reading(api: FakeApi) -> None:

@@ -33,7 +33,7 @@ from ci_perf.publish import gitlab as gl
 from ci_perf.publish.api import ApiClient, ApiError, require
 
 DEFAULT_ARTIFACT = "ci-perf-results"
-DEFAULT_ARTIFACT_PATH = "ci-perf-report/results.json"
+DEFAULT_ARTIFACT_PATH = "reports/results.json"  # the default report folder, as the GitLab template keeps it
 DIGEST_PREFIX = "<!-- ci-perf-digest:"
 _DIGEST_RE = re.compile(r"<!-- ci-perf-digest:([A-Za-z0-9+/=]+) -->")
 MAX_DIGEST_CHARS = 30_000  # a GitHub comment holds 65536 characters; leave room for the report

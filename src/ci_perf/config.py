@@ -130,10 +130,13 @@ def _flatten_file(data: Mapping[str, Any], scenario: str) -> dict[str, Any]:
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in _FIELDS:
+    names = [n for n in _FIELDS if n not in {"thresholds", "scenario_thresholds"}] + list(_ALIASES)
+    for name in names:
         value = env.get(f"CI_PERF_{name.upper()}")
-        if value not in (None, "") and name not in {"thresholds", "scenario_thresholds", "api_env"}:
+        if value not in (None, ""):
             out[name] = value
+    if "api_env" in out:  # one KEY=VALUE per line
+        out["api_env"] = _env_lines(str(out["api_env"]))
     # The runner hands the scenario to the tools as JSON in CI_PERF_SCENARIO: never read that back.
     if str(out.get("scenario", "")).lstrip().startswith("{"):
         out.pop("scenario")
@@ -181,7 +184,17 @@ def _number(kind: type[int] | type[float], name: str, value: Any) -> int | float
     return number
 
 
-_ALIASES = {"duration": "duration_s", "health_timeout": "health_timeout_s"}
+_ALIASES = {"duration": "duration_s", "health_timeout": "health_timeout_s", "window": "window_s"}
+
+
+def _env_lines(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in filter(None, (ln.strip() for ln in text.splitlines())):
+        key, found, value = line.partition("=")
+        if not found or not key.strip():
+            raise ConfigError(f"CI_PERF_API_ENV line {line!r} must look like KEY=VALUE")
+        out[key.strip()] = value
+    return out
 
 
 def _normalise(layer: Mapping[str, Any], origin: str) -> dict[str, Any]:

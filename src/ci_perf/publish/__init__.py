@@ -59,10 +59,9 @@ def outputs_for(outcome: Outcome, written: Mapping[str, Path]) -> dict[str, str]
     regressions = outcome.comparison.regressions if outcome.comparison else ()
     out = {"status": outcome.evaluation.status.value, "p95": f"{total.p95_ms:g}",
            "error-rate": f"{total.error_rate:.6g}", "rps": f"{total.rps:.6g}", "regressions": str(len(regressions))}
-    suffixes = {"results": "results.json", "junit": ".xml", "summary": ".md", "html": ".html"}
-    for key, suffix in suffixes.items():
-        name = next((n for n in sorted(written) if n.endswith(suffix)), None)
-        if name:
+    files = {"results": "results.json", "junit": "junit.xml", "summary": "summary.md", "html": "report.html"}
+    for key, name in files.items():
+        if name in written:
             out[key] = str(written[name])
     return out
 
