@@ -1,6 +1,6 @@
 """The composite action, the ready-to-copy workflows and the GitLab template, checked statically.
 
-- action.yml's inputs, the README's inputs table (docs/action-inputs.md until the README includes it),
+- action.yml's inputs, the README's inputs table,
   the `ci-perf run` flags and the CI_PERF_* settings agree;
 - action.yml's outputs are exactly the step outputs the GitHub publisher writes;
 - no `run:` script expands an expression (`${{ }}`): inputs reach scripts only through `env:`;
