@@ -44,3 +44,46 @@ def sark_stub() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+# --- nothing of ours may outlive the test suite ------------------------------------------------------
+
+_OUR_PROGRAMS = ("postgres", "redis-server", "locust", "k6", "ci_perf.demo", "sark_stub.py", "uvicorn")
+
+
+def _leftovers() -> set[str]:
+    """Containers, networks, processes, temp folders and state files a ci-perf run creates."""
+    import glob
+
+    import psutil
+
+    found = {f"temp folder {p}" for p in glob.glob("/tmp/ci-perf-*") if Path(p).name != "ci-perf-runs"}
+    found |= {f"state file {p}" for p in glob.glob("/tmp/ci-perf-runs/*.json")}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if any(word in cmd for word in _OUR_PROGRAMS) and "pytest" not in cmd:
+            found.add(f"process {proc.info['pid']}: {cmd[:120]}")
+    try:
+        import docker
+
+        client = docker.from_env()
+        found |= {f"container {c.name}" for c in client.containers.list(all=True, filters={"label": "ci-perf.run-id"})}
+        found |= {f"network {n.name}" for n in client.networks.list(filters={"label": "ci-perf.run-id"})}
+    except Exception:  # no engine: nothing of ours can be in it
+        pass
+    return found
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_BEFORE] = _leftovers()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_BEFORE, set())
+    left = sorted(_leftovers() - before)
+    if left:
+        print("\nleft behind by the test suite:\n  " + "\n  ".join(left), file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_BEFORE = pytest.StashKey[set[str]]()
