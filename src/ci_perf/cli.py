@@ -34,6 +34,16 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", dest="window_s", type=float, help="time-series window in seconds")
 
 
+def _add_scale_out_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, help="Locust: a master plus N worker processes on this machine")
+    p.add_argument("--master", action="store_true", default=None,
+                   help="Locust: run only the master; remote `ci-perf worker`s connect to it")
+    p.add_argument("--expect-workers", type=int, help="with --master: workers to wait for (default 1)")
+    p.add_argument("--shard", help="k6: run execution segment i of N (i/N, e.g. 1/4); merge with `ci-perf merge`")
+    p.add_argument("--histogram", action="store_true", default=None,
+                   help="k6: also record exact latency histograms (always on with --shard)")
+
+
 def _add_stack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", type=Path, help="ci-perf.yml (default ./ci-perf.yml when present)")
     p.add_argument("--backend", "-b", choices=BACKEND_NAMES,
@@ -74,8 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scenarios", help="list the scenarios")
     run = sub.add_parser("run", help="bring up the stack, run a scenario, judge and publish")
     _add_load_options(run)
+    _add_scale_out_options(run)
     _add_stack_options(run)
     _add_judge_options(run)
+    worker = sub.add_parser("worker", help="Locust: run one worker for a `ci-perf run --master` elsewhere")
+    worker.add_argument("--master-host", required=True, help="host of the Locust master")
+    worker.add_argument("--master-port", type=int, default=5557, help="its port (default 5557)")
+    for flag, text in (("--scenario", "scenario name (the master's)"), ("--script", "your own locustfile")):
+        worker.add_argument(flag, type=Path if flag == "--script" else str, help=text)
+    worker.add_argument("--config", "-c", type=Path, help="ci-perf.yml (default ./ci-perf.yml when present)")
+    worker.add_argument("--report-dir", "-o", type=Path, help="where the worker's log goes (default ./reports)")
     up = sub.add_parser("up", help="bring up the stack and keep it running until Ctrl-C")
     _add_stack_options(up)
     down = sub.add_parser("down", help="remove what a killed run left behind")
@@ -134,6 +152,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "comment": lambda: commands.publish_saved(args.results, args.publish, True, args.fail_on_regression),
         "publish": lambda: commands.publish_saved(args.results, args.publish, False, args.fail_on_regression),
         "demo": lambda: commands.demo(args.duration, args.report_dir),
+        "worker": lambda: commands.worker(_settings(args), args.master_host, args.master_port),
     }
     if args.command == "baseline":
         if args.baseline_command == "save":

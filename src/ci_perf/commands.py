@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ci_perf import pipeline
 from ci_perf.config import Settings, parse_duration
-from ci_perf.errors import EXIT_OK, RunnerError
+from ci_perf.errors import EXIT_OK, ConfigError, RunnerError
 from ci_perf.model import Tool
 from ci_perf.scenarios.catalog import SCENARIOS
 
@@ -32,6 +32,24 @@ def _fmt_duration(seconds: int) -> str:
 
 def run(settings: Settings) -> int:
     return pipeline.run(settings)
+
+
+def worker(settings: Settings, master_host: str, master_port: int) -> int:
+    """`ci-perf worker`: a Locust worker for a master on another host (`ci-perf run --master`)."""
+    from ci_perf.auth import Auth
+    from ci_perf.runners.base import RunSpec
+    from ci_perf.runners.locust_dist import run_worker
+
+    if settings.tool != "locust":
+        raise ConfigError("ci-perf worker runs Locust workers; k6 scales out with `ci-perf run --shard i/N`")
+    spec = RunSpec(scenario=pipeline.scenario_for(settings), host="", raw_dir=settings.report_dir / "raw",
+                   auth=Auth.from_env(os.environ), script=settings.script)
+    print(f"ci-perf: Locust worker for {settings.scenario}, master {master_host}:{master_port}", flush=True)
+    with pipeline.sigterm_as_interrupt():
+        code = run_worker(spec, master_host, master_port)
+    if code != 0:
+        raise RunnerError(f"the Locust worker exited with code {code}; see its output above")
+    return EXIT_OK
 
 
 def up(settings: Settings) -> int:

@@ -35,6 +35,12 @@ class Settings:
     report_dir: Path = Path("reports")
     script: Path | None = None
     processes: int = 1
+    workers: int | None = None  # Locust: a master plus N worker processes here
+    master: bool = False  # Locust: run only the master and wait for remote workers
+    expect_workers: int | None = None  # with master: how many workers to wait for (default 1)
+    master_port: int = 5557  # with master: the port workers connect to (file/env only)
+    shard: str = ""  # k6: "i/N", execution segment i of N
+    histogram: bool = False  # k6: per-request output for exact, mergeable latency histograms
     window_s: float | None = None
     health_path: str = "/health/"
     health_timeout_s: float = 120.0
@@ -89,6 +95,14 @@ def parse_fraction(value: Any, what: str) -> float:
         return float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
         raise ConfigError(f"{what} {value!r} is not a fraction; write it like 10% or 0.1") from None
+
+
+def parse_shard(value: Any) -> tuple[int, int]:
+    """'2/4' -> (2, 4): shard 2 of 4, counted from 1 (as GitLab's CI_NODE_INDEX/CI_NODE_TOTAL)."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(value))
+    if not m or not 1 <= int(m[1]) <= int(m[2]):
+        raise ConfigError(f"shard {value!r} must look like i/N with 1 <= i <= N, e.g. 1/4")
+    return int(m[1]), int(m[2])
 
 
 def load_file(path: Path | None) -> dict[str, Any]:
@@ -155,9 +169,12 @@ def _coerce(name: str, value: Any) -> Any:
         return parse_fraction(value, "min_effect")
     if name in _PATH_FIELDS:
         return Path(str(value))
-    if name in ("fail_on_regression", "comment"):
+    if name == "shard":
+        index, total = parse_shard(value)
+        return f"{index}/{total}"
+    if name in ("fail_on_regression", "comment", "master", "histogram"):
         return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
-    if name in ("users", "processes"):
+    if name in ("users", "processes", "workers", "expect_workers", "master_port"):
         return _number(int, name, value)
     if name in ("spawn_rate", "window_s"):
         return _number(float, name, value)

@@ -123,6 +123,11 @@ def run_load(settings: Settings, scenario: Scenario, host: str, auth: Auth) -> R
         window_s=window_s,
         script=settings.script,
         processes=settings.processes,
+        workers=settings.workers or 0,
+        expect_workers=(settings.expect_workers or 1) if settings.master else 0,
+        master_port=settings.master_port,
+        shard=settings.shard,
+        histogram=settings.histogram or bool(settings.shard),
     )
     print(f"ci-perf: {scenario.name} with {settings.tool}: {scenario.users} users for {scenario.duration_s}s "
           f"against {public_host(host)}", flush=True)
@@ -141,9 +146,32 @@ def run_load(settings: Settings, scenario: Scenario, host: str, auth: Auth) -> R
         commit=os.environ.get("GITHUB_SHA") or os.environ.get("CI_COMMIT_SHA", ""),
         ref=os.environ.get("GITHUB_HEAD_REF") or os.environ.get("GITHUB_REF_NAME")
         or os.environ.get("CI_COMMIT_REF_NAME", ""),
+        labels={"shard": settings.shard} if settings.shard else {},
     )
     result = get_parser(settings.tool)(artifacts, meta)
+    warn_lost_workers(result.meta)
     return replace(result, availability=probe.availability)
+
+
+def check_scale_out(settings: Settings) -> None:
+    """Scale-out flags belong to one tool each; say so in one line rather than ignore them."""
+    from ci_perf.errors import ConfigError
+
+    locust_only = [f for f, on in (("--workers", settings.workers), ("--master", settings.master),
+                                   ("--expect-workers", settings.expect_workers)) if on]
+    if settings.tool == "k6" and locust_only:
+        raise ConfigError(f"{', '.join(locust_only)} distribute Locust; with k6 use --shard i/N on each machine")
+    if settings.tool == "locust" and settings.shard:
+        raise ConfigError("--shard splits a k6 run; with Locust use --workers N or --master/--worker")
+    if settings.expect_workers and not settings.master:
+        raise ConfigError("--expect-workers goes with --master (for workers on this machine use --workers N)")
+
+
+def warn_lost_workers(meta: RunMeta) -> None:
+    lost = meta.labels.get("workers_lost")
+    if lost:
+        eprint(f"ci-perf: warning: {lost} of {meta.labels.get('workers', '?')} Locust worker(s) were lost during "
+               f"the run ({meta.labels.get('workers_lost_ids', '')}); their unreported requests are missing")
 
 
 def evaluate(settings: Settings, scenario: Scenario, result: RunResult) -> Outcome:
@@ -226,6 +254,7 @@ def headline(outcome: Outcome, fail_on_regression: bool) -> str:
 def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
     """`ci-perf run`: the whole flow; returns the exit code."""
     env = os.environ if env is None else env
+    check_scale_out(settings)
     scenario = scenario_for(settings)
     auth = auth_for(settings, env)
     settings.report_dir.mkdir(parents=True, exist_ok=True)

@@ -156,6 +156,16 @@ def _window(index: int, w: float, duration: float, users: int, cell: list[Any] |
     )
 
 
+def worker_labels(workers: Mapping[str, Any]) -> dict[str, str]:
+    """A distributed run's workers as RunMeta labels; `workers_lost` only when some were."""
+    labels = {"workers": str(workers.get("seen") or workers.get("expected") or 0)}
+    lost = [str(w) for w in workers.get("lost") or ()]
+    if lost:
+        labels["workers_lost"] = str(len(lost))
+        labels["workers_lost_ids"] = ",".join(lost)
+    return labels
+
+
 @register("locust")
 def parse_locust(artifacts: RunArtifacts, meta: RunMeta) -> RunResult:
     if "locust_json" not in artifacts.files:
@@ -182,4 +192,6 @@ def parse_locust(artifacts: RunArtifacts, meta: RunMeta) -> RunResult:
     total = _stats("", AGGREGATE, entries, total_hist, duration, windows.get(None, ()), all_errors)
     if doc and not meta.window_s:
         meta = replace(meta, window_s=float(doc["window_s"]))
+    if doc and isinstance(doc.get("workers"), dict):
+        meta = replace(meta, labels={**meta.labels, **worker_labels(doc["workers"])})
     return RunResult(meta=meta, total=total, endpoints=tuple(endpoints))

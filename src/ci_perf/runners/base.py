@@ -47,6 +47,11 @@ class RunSpec:
     window_s: float = 5.0  # time-series window for the result's per-window statistics
     script: Path | None = None  # the user's own locustfile / k6 script instead of ours
     processes: int = 1  # Locust: worker processes (issue "Performance"); k6 ignores it
+    workers: int = 0  # Locust: a master plus this many worker processes on this machine
+    expect_workers: int = 0  # Locust: run only the master, wait for this many remote workers
+    master_port: int = 5557  # Locust: the port a --master-only run listens on (Locust's default)
+    shard: str = ""  # k6: "i/N", run execution segment i of N
+    histogram: bool = False  # k6: also stream per-request output for exact latency histograms
     extra_args: tuple[str, ...] = ()  # passed to the tool verbatim
     progress: Callable[[Progress], None] = _print_progress
     progress_every_s: float = 10.0

@@ -26,6 +26,7 @@ from typing import IO
 import ci_perf
 from ci_perf.auth import mask
 from ci_perf.errors import RunnerError
+from ci_perf.runners import locust_dist
 from ci_perf.runners.base import Progress, RunArtifacts, RunSpec, register
 
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -69,10 +70,14 @@ def staged(spec: RunSpec) -> bool:
     return spec.script is None and bool(spec.scenario.stages)
 
 
-def build_argv(exe: str, spec: RunSpec, files: dict[str, Path]) -> list[str]:
-    script = spec.script.resolve() if spec.script else LOCUSTFILE
+def locustfiles(spec: RunSpec) -> str:
+    """Our plugin in front of the locustfile, ours or the user's."""
+    return f"{PLUGIN},{spec.script.resolve() if spec.script else LOCUSTFILE}"
+
+
+def build_argv(exe: str, spec: RunSpec, files: dict[str, Path], master_port: int = 0) -> list[str]:
     argv = [
-        exe, "-f", f"{PLUGIN},{script}", "--headless", "--host", spec.host, "--only-summary",
+        exe, "-f", locustfiles(spec), "--headless", "--host", spec.host, "--only-summary",
         "--json-file", str(files["locust_json"].with_suffix("")),
         "--csv", str(spec.raw_dir / "locust"), "--html", str(files["html"]),
     ]
@@ -81,7 +86,7 @@ def build_argv(exe: str, spec: RunSpec, files: dict[str, Path]) -> list[str]:
         argv += ["--users", str(s.users), "--spawn-rate", f"{s.spawn_rate:g}", "--run-time", f"{s.duration_s}s"]
     if spec.processes > 1:
         argv += ["--processes", str(spec.processes)]
-    return argv + list(spec.extra_args)
+    return argv + locust_dist.master_args(spec, master_port) + list(spec.extra_args)
 
 
 def build_env(spec: RunSpec, files: dict[str, Path], base: dict[str, str] | None = None) -> dict[str, str]:
@@ -205,13 +210,21 @@ def check_outputs(code: int, files: dict[str, Path], tail: list[str]) -> None:
 def run_locust(spec: RunSpec) -> RunArtifacts:
     if spec.script is not None and not spec.script.is_file():
         raise RunnerError(f"locustfile {spec.script} does not exist")
+    locust_dist.check_spec(spec)
     exe = find_locust()
     spec.raw_dir.mkdir(parents=True, exist_ok=True)
     files = output_files(spec.raw_dir)
     for path in files.values():  # a stale file from an earlier run must not hide a crash
         path.unlink(missing_ok=True)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    code, tail = _supervise(build_argv(exe, spec, files), build_env(spec, files), spec, files)
+    port = locust_dist.free_port() if spec.workers else spec.master_port
+    env = build_env(spec, files)
+    if spec.expect_workers:
+        print(f"ci-perf: Locust master waiting for {spec.expect_workers} worker(s) on port {port}: "
+              f"ci-perf worker --master-host <this host> --master-port {port}", flush=True)
+    worker = locust_dist.worker_argv(exe, locustfiles(spec), "127.0.0.1", port)
+    with locust_dist.local_workers(worker, env, spec.raw_dir, spec.workers):
+        code, tail = _supervise(build_argv(exe, spec, files, port), env, spec, files)
     check_outputs(code, files, tail)
     present = {role: path for role, path in files.items() if path.exists()}
     return RunArtifacts("locust", _tool_version(files["stderr"]), started_at, code, present)

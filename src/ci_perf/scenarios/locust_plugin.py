@@ -5,8 +5,10 @@ It defines no User or shape class, so it never changes what a locustfile runs. C
 CI_PERF_WINDOW_S (window length, s), CI_PERF_WINDOWS_FILE (written by the master or the local runner
 at quit), CI_PERF_PROGRESS_S (progress line interval, s), CI_PERF_TOTAL_S (planned run time, s).
 
-With `--processes N` every worker keeps its own windows and ships them to the master inside Locust's
-regular stats report, so the windows and Locust's totals travel in the same messages and add up.
+With `--processes N` or real workers (`--master` / `--worker`) every worker keeps its own windows and
+ships them to the master inside Locust's regular stats report, so the windows and Locust's totals
+travel in the same messages and add up. The master also counts each worker's requests and notes a
+worker that goes missing or quits while the test runs, so a lost worker is reported, not hidden.
 """
 
 # Locust ships type hints but leaves some of its API unannotated.
@@ -23,7 +25,7 @@ import gevent
 import locust.stats
 from locust import events
 from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from ci_perf.runners.base import Progress
 
@@ -55,6 +57,9 @@ class _State:
     buckets: dict[tuple[int, str, str], Bucket] = {}  # noqa: RUF012  (module-wide state, by design)
     users: dict[int, int] = {}  # noqa: RUF012
     sampler: gevent.Greenlet | None = None
+    worker_requests: dict[str, int] = {}  # noqa: RUF012  (master: requests each worker reported)
+    workers_seen: set[str] = set()  # noqa: RUF012
+    workers_lost: set[str] = set()  # noqa: RUF012
 
 
 S = _State
@@ -135,9 +140,18 @@ def _sample_loop() -> None:
             continue
         idx = int((now - S.t0) / WINDOW_S)
         S.users[idx] = max(S.users.get(idx, 0), runner.user_count)
+        if isinstance(runner, MasterRunner):
+            _watch_workers(runner)
         if now >= next_progress:
             last = _print_progress(now, last)
             next_progress += PROGRESS_S
+
+
+def _watch_workers(runner: MasterRunner) -> None:
+    """While the test runs: a worker that vanished or stopped sending heartbeats is lost."""
+    present = {c.id for c in runner.clients.all if c.state != "missing"}
+    S.workers_lost |= S.workers_seen - present
+    S.workers_seen |= present
 
 
 def progress_now(now: float, last: tuple[float, int] | None) -> Progress:
@@ -170,6 +184,22 @@ def _on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None
 
 def _on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
     absorb(data.get(REPORT_KEY) or [])
+    total = data.get("stats_total") or {}
+    S.worker_requests[client_id] = S.worker_requests.get(client_id, 0) + int(total.get("num_requests") or 0)
+
+
+def workers_section() -> dict[str, Any] | None:
+    """Master only: how many workers were expected and seen, which were lost, what each sent."""
+    runner = S.env.runner if S.env else None
+    if not isinstance(runner, MasterRunner):
+        return None
+    options = S.env.parsed_options if S.env else None
+    return {
+        "expected": int(getattr(options, "expect_workers", 0) or 0),
+        "seen": len(S.workers_seen | set(S.worker_requests)),
+        "lost": sorted(S.workers_lost),
+        "requests": dict(sorted(S.worker_requests.items())),
+    }
 
 
 def windows_document() -> dict[str, Any]:
@@ -191,6 +221,7 @@ def windows_document() -> dict[str, Any]:
             {k: e[k] for k in ("method", "name", "error", "occurrences")}
             for e in sorted(errors, key=lambda e: (e["method"], e["name"], e["error"]))
         ],
+        "workers": workers_section(),
     }
 
 
