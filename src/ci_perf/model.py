@@ -98,6 +98,9 @@ class Window:
     p50_ms: float | None = None
     p95_ms: float | None = None
     p99_ms: float | None = None
+    # Only when recorded (k6 --histogram / --shard): lets merged shards keep exact window percentiles.
+    # Left out of JSON when None, so results without it read and write as before.
+    histogram: LatencyHistogram | None = field(default=None, metadata={"omit_none": True})
 
     @property
     def rps(self) -> float:
@@ -311,7 +314,8 @@ def _encode(obj: Any) -> Any:
     if isinstance(obj, StrEnum):
         return obj.value
     if hasattr(obj, "__dataclass_fields__"):
-        return {name: _encode(getattr(obj, name)) for name in obj.__dataclass_fields__}
+        return {name: _encode(getattr(obj, name)) for name, f in obj.__dataclass_fields__.items()
+                if not (f.metadata.get("omit_none") and getattr(obj, name) is None)}
     if isinstance(obj, tuple | list):
         return [_encode(v) for v in obj]
     if isinstance(obj, dict):
@@ -352,9 +356,14 @@ def _decode_endpoint(d: Mapping[str, Any]) -> EndpointStats:
         p99_ms=float(d["p99_ms"]),
         max_ms=float(d["max_ms"]),
         histogram=LatencyHistogram.from_dict(hist) if hist is not None else None,
-        windows=tuple(Window(**w) for w in d.get("windows", ())),
+        windows=tuple(_decode_window(w) for w in d.get("windows", ())),
         errors=tuple(ErrorCount(**e) for e in d.get("errors", ())),
     )
+
+
+def _decode_window(w: Mapping[str, Any]) -> Window:
+    hist = w.get("histogram")
+    return Window(**{**w, "histogram": LatencyHistogram.from_dict(hist) if hist is not None else None})
 
 
 def _decode_meta(d: Mapping[str, Any]) -> RunMeta:

@@ -13,9 +13,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ci_perf.config import parse_shard
 from ci_perf.errors import ResultError
-from ci_perf.model import AGGREGATE, EndpointStats, ErrorCount, RunMeta, RunResult, Window
+from ci_perf.model import AGGREGATE, EndpointStats, ErrorCount, LatencyHistogram, RunMeta, RunResult, Window
 from ci_perf.parsers import register
+from ci_perf.parsers.k6_stream import StreamHistograms, read_histograms
 from ci_perf.runners.base import RunArtifacts
 from ci_perf.scenarios.catalog import TASKS
 
@@ -105,7 +107,16 @@ def users_at(plan: dict[str, Any], t: float) -> int:
     return round(users)
 
 
-def windows(s: Summary, tags: Tags) -> tuple[Window, ...]:
+def shard_users(users: int, shard: tuple[int, int] | None) -> int:
+    """A shard's share of `users` VUs as k6 stripes them over N equal segments: round-robin, in order."""
+    if shard is None:
+        return users
+    index, total = shard
+    return max(0, (users - index + total) // total)
+
+
+def windows(s: Summary, tags: Tags, hists: StreamHistograms | None = None,
+            shard: tuple[int, int] | None = None) -> tuple[Window, ...]:
     block = s.block or {}
     width = float(block.get("window_s") or 0)
     count = int(block.get("windows") or 0) if width else 0
@@ -123,10 +134,11 @@ def windows(s: Summary, tags: Tags) -> tuple[Window, ...]:
         out.append(Window(
             start_s=start, length_s=round(max(end - start, 1e-3), 6), requests=requests,
             failures=int(s.number(f"http_req_failed{sel}", "passes", 0.0)),
-            users=users_at(plan, start + width / 2),
+            users=shard_users(users_at(plan, start + width / 2), shard),
             p50_ms=s.number(f"http_req_duration{sel}", "med") if has else None,
             p95_ms=s.number(f"http_req_duration{sel}", "p(95)") if has else None,
             p99_ms=s.number(f"http_req_duration{sel}", "p(99)") if has else None,
+            histogram=hists.window(i, tags.get("method"), tags.get("name")) if hists and has else None,
         ))
     return tuple(out)
 
@@ -150,20 +162,25 @@ def errors(s: Summary, endpoints: list[Tags], failures: int) -> tuple[ErrorCount
     return tuple(ErrorCount(e, n) for e, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def endpoint(s: Summary, tags: Tags, all_endpoints: list[Tags]) -> EndpointStats:
+def endpoint(s: Summary, tags: Tags, all_endpoints: list[Tags], hists: StreamHistograms | None = None,
+             shard: tuple[int, int] | None = None) -> EndpointStats:
     sel = _sel(tags)
     duration = f"http_req_duration{sel}"
     name = tags.get("name")
     failures = int(s.number(f"http_req_failed{sel}", "passes", 0.0))
+    method = tags.get("method") or (METHODS.get(name, "") if name else "")
+    hist = None
+    if hists is not None:
+        hist = hists.endpoint(method, name) if name else LatencyHistogram.from_mapping(hists.total)
     return EndpointStats(
-        method=tags.get("method") or (METHODS.get(name, "") if name else ""),
+        method=method,
         name=name or AGGREGATE,
         requests=int(s.number(f"http_reqs{sel}", "count")),
         failures=failures,
         rps=s.number(f"http_reqs{sel}", "rate"),
         **{field: s.number(duration, stat) for field, stat in STATS.items()},
-        histogram=None,  # exact merges come from the streaming NDJSON parser, not the summary
-        windows=windows(s, tags),
+        histogram=hist,  # from the streamed per-request output (--histogram / --shard), for exact merges
+        windows=windows(s, tags, hists, shard),
         errors=errors(s, [tags] if tags else all_endpoints, failures) if s.block is not None else (),
     )
 
@@ -186,7 +203,10 @@ def parse_k6(artifacts: RunArtifacts, meta: RunMeta) -> RunResult:
         raise ResultError("k6 run left no summary file (neither k6_summary nor k6_summary_export)")
     s = Summary(path)
     tags = endpoint_tags(s)
-    eps = sorted((endpoint(s, t, tags) for t in tags), key=lambda e: (e.name, e.method))
+    ndjson = artifacts.files.get("k6_ndjson")
+    hists = read_histograms(ndjson) if ndjson else None
+    shard = parse_shard(meta.labels["shard"]) if meta.labels.get("shard") else None
+    eps = sorted((endpoint(s, t, tags, hists, shard) for t in tags), key=lambda e: (e.name, e.method))
     if s.block is not None and s.block.get("window_s"):
         meta = replace(meta, window_s=float(s.block["window_s"]))
-    return RunResult(meta=meta, total=endpoint(s, {}, tags), endpoints=tuple(eps))
+    return RunResult(meta=meta, total=endpoint(s, {}, tags, hists, shard), endpoints=tuple(eps))

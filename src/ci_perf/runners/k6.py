@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from ci_perf.config import parse_shard
 from ci_perf.errors import RunnerError
 from ci_perf.runners.base import Progress, RunArtifacts, RunSpec, register
 
@@ -67,18 +68,39 @@ def _files(raw: Path) -> dict[str, Path]:
     return {
         "k6_summary": raw / "k6-summary.json",
         "k6_summary_export": raw / "k6-summary-export.json",
+        "k6_ndjson": raw / "k6.ndjson.gz",
         "stdout": raw / "k6.stdout.log",
         "stderr": raw / "k6.stderr.log",
     }
 
 
+def segment_args(shard: str) -> list[str]:
+    """'i/N' -> k6's execution segment i of N equal ones, within the sequence of all N."""
+    if not shard:
+        return []
+    index, total = parse_shard(shard)
+
+    def point(k: int) -> str:
+        return "0" if k == 0 else "1" if k == total else f"{k}/{total}"
+
+    sequence = ",".join(point(k) for k in range(total + 1))
+    return ["--execution-segment", f"{point(index - 1)}:{point(index)}", "--execution-segment-sequence", sequence]
+
+
+def wants_histogram(spec: RunSpec) -> bool:
+    """Per-request output costs ~3 KB a request: only when shards (or the user) need exact merging."""
+    return spec.histogram or bool(spec.shard)
+
+
 def build_argv(exe: str, spec: RunSpec, files: dict[str, Path], port: int) -> list[str]:
     script = spec.script or SCRIPT
+    out = ["--out", f"json={files['k6_ndjson']}"] if wants_histogram(spec) else []
     return [
         exe, "run", "--no-usage-report", "--no-color",
         "--address", f"127.0.0.1:{port}",
         "--summary-export", str(files["k6_summary_export"]),
         "--summary-trend-stats", TREND_STATS,
+        *segment_args(spec.shard), *out,
         *spec.extra_args, str(script),
     ]
 
@@ -193,7 +215,7 @@ def run_k6(spec: RunSpec) -> RunArtifacts:
     version = k6_version(exe)
     spec.raw_dir.mkdir(parents=True, exist_ok=True)
     files = _files(spec.raw_dir)
-    for stale in (files["k6_summary"], files["k6_summary_export"]):
+    for stale in (files["k6_summary"], files["k6_summary_export"], files["k6_ndjson"]):
         stale.unlink(missing_ok=True)
     port = _free_port()
     argv = build_argv(exe, spec, files, port)
