@@ -90,12 +90,21 @@ def headline_reason(outcome: Outcome, limit: int = 80) -> tuple[Status | str, st
         moved = f"; {len(regressions)} metric(s) regressed" if regressions else ""
         return Status.FAIL, why + more + moved
     if regressions:
-        worst = max(regressions, key=lambda d: abs(d.delta_pct or 0))
+        worst = min(regressions, key=_headline_order)
         why = f"{metric_label(worst.metric)} of {shorten(delta_endpoint(worst.endpoint), limit)} {delta_pct(worst)}"
         more = f" (+{len(regressions) - 1} more)" if len(regressions) > 1 else ""
         return "regressed", f"{why} vs baseline{more}"
     warned = sum(c.status is Status.WARN for c in outcome.evaluation.checks)
     return Status.PASS, f"{warned} warning(s)" if warned else "all thresholds met"
+
+
+_METRIC_ORDER = {"p95": 0, "p99": 1, "p50": 2, "error_rate": 3, "rps": 4}
+
+
+def _headline_order(d: MetricDelta) -> tuple[int, bool, float]:
+    """The regression a reader should see first: p95 before other metrics, a named endpoint before the
+    aggregate (it says where to look), then the biggest change."""
+    return (_METRIC_ORDER.get(d.metric, 9), d.endpoint == AGGREGATE, -abs(d.delta_pct or 0))
 
 
 def shorten(text: str, limit: int) -> str:

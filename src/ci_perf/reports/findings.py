@@ -118,6 +118,12 @@ def recommendations(outcome: Outcome) -> list[str]:
                    "connection limits and the database pool (seed troubleshooting: pool exhausted)")
     if _latency_creeps(outcome):
         out.append("Stability: p95 grows over the run; look for memory leaks and pool exhaustion (run soak_test)")
+    regressed = sorted({d.endpoint for d in outcome.comparison.regressions}) if outcome.comparison else []
+    if regressed:
+        out.append(f"Regression against the baseline in {', '.join(regressed[:3])}"
+                   + (f" and {len(regressed) - 3} more" if len(regressed) > 3 else "")
+                   + ": review what this change does on those endpoints' code paths before merging; "
+                   "do not save this run as the new baseline")
     if not out:
         out.append("No bottleneck identified: keep this run as the baseline and track trends over time")
     return out
