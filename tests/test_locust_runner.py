@@ -34,7 +34,7 @@ def test_argv_uses_plugin_and_common_options(tmp_path: Path) -> None:
 
 
 def test_staged_scenario_leaves_load_to_the_shape_but_own_script_does_not(tmp_path: Path) -> None:
-    argv = runner.build_argv("locust", _spec(tmp_path, "spike_test"), runner.output_files(tmp_path))
+    argv = runner.build_argv("locust", _spec(tmp_path, "spike_test", processes=1), runner.output_files(tmp_path))
     assert "--users" not in argv and "--processes" not in argv
     own = tmp_path / "mine.py"
     argv = runner.build_argv("locust", _spec(tmp_path, "spike_test", script=own), runner.output_files(tmp_path))
@@ -116,3 +116,15 @@ def test_locustfile_without_stages_has_no_shape_and_knows_expected_statuses() ->
     tasks = data["tasks"]
     assert isinstance(tasks, list) and set(tasks) == {"burst_list", "evaluate_tool_invocation"}
     assert data["read"] == {}
+
+
+def test_processes_default_to_one_per_core_up_to_users(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert runner.processes(_spec(tmp_path)) == 3  # 3 users: a fourth process would idle
+    assert "--processes 3" in " ".join(runner.build_argv("locust", _spec(tmp_path), runner.output_files(tmp_path)))
+    many = RunSpec(get_scenario("load_test_moderate"), "http://h", tmp_path)
+    assert runner.processes(many) == 4
+    assert runner.processes(_spec(tmp_path, processes=1)) == 1
+    assert runner.processes(_spec(tmp_path, workers=2)) == 1  # distributed: the workers are the processes
+    one = RunSpec(get_scenario("smoke_test"), "http://h", tmp_path)
+    assert "--processes" not in runner.build_argv("locust", one, runner.output_files(tmp_path))

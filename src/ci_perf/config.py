@@ -34,7 +34,7 @@ class Settings:
     duration_s: int | None = None
     report_dir: Path = Path("reports")
     script: Path | None = None
-    processes: int = 1
+    processes: int | None = None  # Locust processes here; None: one per core (runners/locust.py)
     workers: int | None = None  # Locust: a master plus N worker processes here
     master: bool = False  # Locust: run only the master and wait for remote workers
     expect_workers: int | None = None  # with master: how many workers to wait for (default 1)

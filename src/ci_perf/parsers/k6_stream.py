@@ -1,13 +1,18 @@
 """k6's `--out json` NDJSON (optionally gzipped) -> exact latency histograms, in bounded memory.
 
-The file holds ~3 KB per request (ENVIRONMENT.md: a million requests is 3.8 GB), so it is read line
-by line and only `http_req_duration` Point lines are decoded: a byte search rejects every other line
-before json.loads. Memory is bounded by the histogram buckets (model.quantize_ms: three significant
-digits), never by the number of requests.
+The file holds ~3 KB per request (ENVIRONMENT.md: a million requests is 3.8 GB) and only one line in
+thirteen matters (an `http_req_duration` Point), so the file is read in large blocks and searched for
+that metric's name with bytes.find, never split into lines: the C search skips the other lines at memory
+speed. A hit in k6's own layout (`{"metric":...,"type":"Point","data":{"time":..,"value":V,"tags":{..}}}`)
+is counted by its raw tags text, with no json.loads; each distinct tags text is decoded once at the end.
+Anything else (other key orders, escapes, a bad line) goes through json.loads. Memory is bounded by the
+histogram buckets (model.quantize_ms: three significant digits) times the distinct tags, which are
+folded whenever they pile up, never by the number of requests. bench/ndjson_parse.py measures it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 from collections.abc import Iterator
@@ -20,6 +25,10 @@ from ci_perf.model import LatencyHistogram, quantize_ms
 
 METRIC = b'"metric":"http_req_duration"'
 POINT = b'"type":"Point"'
+LAYOUT = b'{"metric":"http_req_duration","type":"Point","data":{'  # how k6 1.x writes a point
+VALUE, TAGS = b',"value":', b',"tags":'
+BLOCK = 4 << 20  # bytes per read: large enough that the per-block Python work is negligible
+MAX_CELLS = 10_000  # distinct raw tags texts kept before folding (e.g. a script tagging unique URLs)
 Key = tuple[str, str]  # (method, name) tags
 Counts = dict[float, int]
 
@@ -42,6 +51,16 @@ class StreamHistograms:
         for counts in targets:
             counts[q] = counts.get(q, 0) + 1
         self.points += 1
+
+    def add_counts(self, key: Key, win: int | None, counts: Counts) -> None:
+        """Add bucket counts of one (endpoint, window) at once: what the fast reader folds in."""
+        targets = [self.total, self.endpoints.setdefault(key, {})]
+        if win is not None:
+            targets += [self.windows.setdefault(win, {}), self.endpoint_windows.setdefault((key, win), {})]
+        for target in targets:
+            for q, n in counts.items():
+                target[q] = target.get(q, 0) + n
+        self.points += sum(counts.values())
 
     def endpoint(self, method: str, name: str) -> LatencyHistogram | None:
         """The endpoint's histogram; an endpoint known by name only (a user's script) sums its methods."""
@@ -73,30 +92,124 @@ def _open(path: Path) -> IO[bytes]:
 
 
 def read_histograms(path: Path) -> StreamHistograms:
-    """One pass over the file; a truncated gzip tail (k6 killed) keeps what was read before it."""
+    """One pass over the file; a line cut short (k6 killed) and a truncated gzip tail are left out."""
     out = StreamHistograms()
+    cells: dict[bytes, Counts] = {}  # raw `,"tags":{...}}}` text -> bucket counts
     try:
         with _open(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.endswith(b"\n"):
-                    break  # a line cut short when k6 was killed
-                if METRIC in line and POINT in line:
-                    _add_point(out, path, lineno, line)
+            _read(fh, isinstance(fh, gzip.GzipFile), path, cells, out)
     except FileNotFoundError:
         raise ResultError(f"k6 output {path}: missing (was k6 run with --out json=...?)") from None
-    except EOFError:
-        pass  # k6 was stopped hard: the gzip stream has no end; the points before it are whole
     except (OSError, gzip.BadGzipFile) as exc:
         raise ResultError(f"k6 output {path}: unreadable ({exc})") from exc
+    _fold(cells, out, path)
     return out
 
 
-def _add_point(out: StreamHistograms, path: Path, lineno: int, line: bytes) -> None:
+def _read(fh: IO[bytes], gz: bool, path: Path, cells: dict[bytes, Counts], out: StreamHistograms) -> None:
+    """Fill one reused buffer, scan its whole lines, keep the cut line for the next fill. Reusing the
+    buffer matters: a fresh multi-MB bytes per block costs more in page faults than the scan itself."""
+    buf = bytearray(BLOCK)
+    filled = offset = 0  # offset: of buf[0] in the (decompressed) file, for error messages
+    while True:
+        filled, eof = _fill(fh, gz, buf, filled)
+        end = buf.rfind(b"\n", 0, filled) + 1
+        if end:
+            _scan(buf, end, cells, out, path, offset)
+            if len(cells) > MAX_CELLS:
+                _fold(cells, out, path)
+            buf[:filled - end] = buf[end:filled]
+            filled, offset = filled - end, offset + end
+        if eof:
+            return  # what is left in buf is a line cut short by a hard stop: not a whole point
+        if not end:
+            buf.extend(bytes(len(buf)))  # one line longer than the buffer (a huge Metric declaration)
+
+
+def _fill(fh: IO[bytes], gz: bool, buf: bytearray, filled: int) -> tuple[int, bool]:
+    """Read into buf[filled:] until it is full; returns (new filled, end of data reached)."""
+    if not gz:
+        with memoryview(buf) as view:
+            n = fh.readinto(view[filled:])  # type: ignore[attr-defined]
+        return filled + n, n == 0
+    # gzip: read1 pieces, so that a stream with no end (k6 killed hard) loses only its last piece;
+    # read() would drop everything it had gathered when it meets the missing end.
+    while filled < len(buf):
+        try:
+            piece = fh.read1(len(buf) - filled)  # type: ignore[attr-defined]
+        except EOFError:
+            return filled, True
+        if not piece:
+            return filled, True
+        buf[filled:filled + len(piece)] = piece
+        filled += len(piece)
+    return filled, False
+
+
+def _scan(buf: bytearray, end: int, cells: dict[bytes, Counts], out: StreamHistograms, path: Path,
+          offset: int) -> None:
+    """Count every http_req_duration point in buf[:end] (whole lines). Runs once per request: it works
+    on offsets into buf (no line copies) and leaves every line but k6's usual layout to _add_point."""
+    find, startswith = buf.find, buf.startswith
+    skip_value = len(VALUE)
+    with memoryview(buf) as view:
+        pos = find(METRIC, 0, end)
+        while pos >= 0:
+            stop = find(b"\n", pos, end)
+            ms = None
+            if (pos == 1 or buf[pos - 2] == 10) and startswith(LAYOUT, pos - 1) and find(b"\\", pos, stop) < 0:
+                v = find(VALUE, pos, stop)
+                t = find(TAGS, v, stop) if v > 0 else -1
+                if t > 0:
+                    with contextlib.suppress(ValueError):
+                        ms = float(view[v + skip_value:t])
+            if ms is None:
+                start = buf.rfind(b"\n", 0, pos) + 1
+                line = bytes(view[start:stop])
+                if POINT in line:
+                    _add_point(out, path, offset + start, line)
+            else:
+                q = 0.0 if ms <= 0 else float(f"{ms:.3g}")  # model.quantize_ms, inlined: it runs per request
+                counts = cells.get(tags := bytes(view[t:stop]))
+                if counts is None:
+                    counts = cells[tags] = {}
+                counts[q] = counts.get(q, 0) + 1
+            pos = find(METRIC, stop, end)
+
+
+def _fold(cells: dict[bytes, Counts], out: StreamHistograms, path: Path) -> None:
+    """Decode each distinct raw tags text once and add its counts to the histograms."""
+    for raw, counts in cells.items():
+        try:
+            tags = json.loads(b'{"data":{' + raw[1:])["data"].get("tags") or {}
+        except ValueError as exc:
+            raise ResultError(f"k6 output {path}: bad tags {raw[:200]!r} ({exc})") from exc
+        out.add_counts(*_key(tags), counts)
+    cells.clear()
+
+
+def _key(tags: dict[str, object]) -> tuple[Key, int | None]:
+    win = tags.get("win")
+    return (str(tags.get("method", "")), str(tags.get("name", ""))), int(str(win)) if win not in (None, "") else None
+
+
+def _line_number(path: Path, offset: int) -> int:
+    """1-based number of the line starting at `offset`; only computed for an error message."""
+    count, seen = 1, 0
+    with _open(path) as fh:
+        while seen < offset and (block := fh.read(min(BLOCK, offset - seen))):
+            count += block.count(b"\n")
+            seen += len(block)
+    return count
+
+
+def _add_point(out: StreamHistograms, path: Path, offset: int, line: bytes) -> None:
     try:
-        data = json.loads(line)["data"]
-        tags = data.get("tags") or {}
-        win = tags.get("win")
-        out.add((str(tags.get("method", "")), str(tags.get("name", ""))),
-                int(win) if win not in (None, "") else None, float(data["value"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ResultError(f"k6 output {path}, line {lineno}: not a k6 Point ({exc})") from exc
+        doc = json.loads(line)
+        if doc.get("type") != "Point" or doc.get("metric") != "http_req_duration":
+            return  # e.g. the Metric declaration, or the name inside another metric's line
+        data = doc["data"]
+        key, win = _key(data.get("tags") or {})
+        out.add(key, win, float(data["value"]))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ResultError(f"k6 output {path}, line {_line_number(path, offset)}: not a k6 Point ({exc})") from exc

@@ -46,7 +46,7 @@ class RunSpec:
     auth: Auth = field(default_factory=Auth)
     window_s: float = 5.0  # time-series window for the result's per-window statistics
     script: Path | None = None  # the user's own locustfile / k6 script instead of ours
-    processes: int = 1  # Locust: worker processes (issue "Performance"); k6 ignores it
+    processes: int | None = None  # Locust: processes here, None = one per core up to users; k6 ignores it
     workers: int = 0  # Locust: a master plus this many worker processes on this machine
     expect_workers: int = 0  # Locust: run only the master, wait for this many remote workers
     master_port: int = 5557  # Locust: the port a --master-only run listens on (Locust's default)

@@ -75,6 +75,20 @@ def locustfiles(spec: RunSpec) -> str:
     return f"{PLUGIN},{spec.script.resolve() if spec.script else LOCUSTFILE}"
 
 
+def processes(spec: RunSpec) -> int:
+    """The --processes to run: as set, else one per core we may run on (Locust is bound to one core by
+    the GIL: ~2,300 req/s per process here), never more than users; 1 when workers are set explicitly."""
+    if spec.processes is not None:
+        return spec.processes
+    if spec.workers or spec.expect_workers:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))  # a CI container may be allowed fewer cores than it sees
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, spec.scenario.users))
+
+
 def build_argv(exe: str, spec: RunSpec, files: dict[str, Path], master_port: int = 0) -> list[str]:
     argv = [
         exe, "-f", locustfiles(spec), "--headless", "--host", spec.host, "--only-summary",
@@ -84,8 +98,8 @@ def build_argv(exe: str, spec: RunSpec, files: dict[str, Path], master_port: int
     if not staged(spec):
         s = spec.scenario
         argv += ["--users", str(s.users), "--spawn-rate", f"{s.spawn_rate:g}", "--run-time", f"{s.duration_s}s"]
-    if spec.processes > 1:
-        argv += ["--processes", str(spec.processes)]
+    if (n := processes(spec)) > 1:
+        argv += ["--processes", str(n)]
     return argv + locust_dist.master_args(spec, master_port) + list(spec.extra_args)
 
 

@@ -31,7 +31,7 @@ def free_port() -> int:
 def check_spec(spec: RunSpec) -> None:
     if spec.workers and spec.expect_workers:
         raise ConfigError("use --workers N (workers on this machine) or --master --expect-workers N, not both")
-    if (spec.workers or spec.expect_workers) and spec.processes > 1:
+    if (spec.workers or spec.expect_workers) and (spec.processes or 1) > 1:
         raise ConfigError("--processes forks workers itself; use it or --workers / --master, not both")
     if spec.workers < 0 or spec.expect_workers < 0:
         raise ConfigError("the number of Locust workers must be positive")
