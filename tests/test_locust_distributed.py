@@ -144,3 +144,37 @@ def test_master_only_with_a_ci_perf_worker(sark_stub: str, tmp_path: Path) -> No
     result = results(tmp_path / "master")
     assert result["meta"]["labels"] == {"workers": "1"} and result["total"]["requests"] > 10
     assert worker.returncode == 0, w_out
+
+
+def test_forked_processes_get_a_port_of_their_own() -> None:
+    from ci_perf.runners.locust import build_argv, output_files
+
+    spec = RunSpec(get_scenario("smoke_test"), "http://h", Path("raw"), processes=2)
+    argv = build_argv("locust", spec, output_files(Path("raw")), 41234)
+    i = argv.index("--processes")
+    assert argv[i:i + 8] == ["--processes", "2", "--master-bind-host", "127.0.0.1", "--master-bind-port", "41234",
+                             "--master-port", "41234"]
+
+
+@pytest.mark.integration
+def test_two_runs_with_processes_on_one_machine_keep_their_workers(tmp_path: Path) -> None:
+    """Before each run got its own port, both masters listened on 5557 and took each other's workers
+    (with the other run's API key: 401s)."""
+    from conftest import start_stub
+
+    stubs = [start_stub("--api-key", f"key-{i}") for i in (1, 2)]
+    try:
+        procs = [subprocess.Popen([*run_args(url, tmp_path / f"run{i}", 6)[:-2], "--processes", "2",
+                                   "--report-dir", str(tmp_path / f"run{i}")],
+                                  env={**ENV, "CI_PERF_API_KEY": f"key-{i}"}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+                 for i, (_, url) in zip((1, 2), stubs, strict=True)]
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for stub, _ in stubs:
+            stub.terminate()
+            stub.wait(10)
+    for i, (proc, (out, err)) in enumerate(zip(procs, outs, strict=True), 1):
+        assert proc.returncode == 0, out + err
+        result = results(tmp_path / f"run{i}")
+        assert result["total"]["failures"] == 0 and result["meta"]["labels"]["workers"] == "2"

@@ -99,7 +99,10 @@ def build_argv(exe: str, spec: RunSpec, files: dict[str, Path], master_port: int
         s = spec.scenario
         argv += ["--users", str(s.users), "--spawn-rate", f"{s.spawn_rate:g}", "--run-time", f"{s.duration_s}s"]
     if (n := processes(spec)) > 1:
-        argv += ["--processes", str(n)]
+        # Forked workers find their master on Locust's default port 5557 unless told otherwise: two runs
+        # on one machine (parallel CI jobs, test suites) would then share workers, auth and all.
+        argv += ["--processes", str(n), "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
+                 "--master-port", str(master_port)]
     return argv + locust_dist.master_args(spec, master_port) + list(spec.extra_args)
 
 
@@ -231,7 +234,7 @@ def run_locust(spec: RunSpec) -> RunArtifacts:
     for path in files.values():  # a stale file from an earlier run must not hide a crash
         path.unlink(missing_ok=True)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    port = locust_dist.free_port() if spec.workers else spec.master_port
+    port = locust_dist.free_port() if spec.workers or processes(spec) > 1 else spec.master_port
     env = build_env(spec, files)
     if spec.expect_workers:
         print(f"ci-perf: Locust master waiting for {spec.expect_workers} worker(s) on port {port}: "
