@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
         worker.add_argument(flag, type=Path if flag == "--script" else str, help=text)
     worker.add_argument("--config", "-c", type=Path, help="ci-perf.yml (default ./ci-perf.yml when present)")
     worker.add_argument("--report-dir", "-o", type=Path, help="where the worker's log goes (default ./reports)")
+    merge = sub.add_parser("merge", help="combine shard/worker results.json files into one result and reports")
+    merge.add_argument("results", type=Path, nargs="+", help="results.json of each shard or separate run")
+    merge.add_argument("--report-dir", "-o", type=Path, default=Path("reports/merged"))
+    merge.add_argument("--config", "-c", type=Path, help="ci-perf.yml with thresholds (default ./ci-perf.yml)")
     up = sub.add_parser("up", help="bring up the stack and keep it running until Ctrl-C")
     _add_stack_options(up)
     down = sub.add_parser("down", help="remove what a killed run left behind")
@@ -153,6 +157,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "publish": lambda: commands.publish_saved(args.results, args.publish, False, args.fail_on_regression),
         "demo": lambda: commands.demo(args.duration, args.report_dir),
         "worker": lambda: commands.worker(_settings(args), args.master_host, args.master_port),
+        "merge": lambda: commands.merge(args.results, args.report_dir, args.config),
     }
     if args.command == "baseline":
         if args.baseline_command == "save":

@@ -6,11 +6,12 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ci_perf import pipeline
 from ci_perf.config import Settings, parse_duration
-from ci_perf.errors import EXIT_OK, ConfigError, RunnerError
+from ci_perf.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError, RunnerError
 from ci_perf.model import Tool
 from ci_perf.scenarios.catalog import SCENARIOS
 
@@ -31,7 +32,14 @@ def _fmt_duration(seconds: int) -> str:
 
 
 def run(settings: Settings) -> int:
-    return pipeline.run(settings)
+    if not settings.shard:
+        return pipeline.run(settings)
+    # A shard carries 1/N of the load: its throughput fails every rate threshold, and its comment would
+    # show a fraction of the numbers. The verdict and the publishing belong to `ci-perf merge`.
+    code = pipeline.run(replace(settings, publish="files", baseline=""))
+    print(f"ci-perf: shard {settings.shard}: not gating or publishing on its own; combine the shards with "
+          "`ci-perf merge */results.json`", flush=True)
+    return EXIT_OK if code == EXIT_GATE_FAILED else code
 
 
 def worker(settings: Settings, master_host: str, master_port: int) -> int:
@@ -147,3 +155,26 @@ def demo(duration: str, report_dir: Path) -> int:
     print(f"ci-perf: demo reports in {report_dir.resolve()}/locust and {report_dir.resolve()}/k6")
     return max(codes)
 
+
+def merge(results: list[Path], report_dir: Path, config: Path | None) -> int:
+    """`ci-perf merge`: shard/worker results.json files -> one result, judged and rendered again."""
+    from ci_perf.config import build_settings
+    from ci_perf.merge import merge_results
+    from ci_perf.scenarios.catalog import get_scenario
+
+    parts = [(str(path), pipeline.load_outcome(path).result) for path in results]
+    merged = merge_results(parts)
+    meta = merged.meta
+    settings = build_settings({"scenario": meta.scenario, "tool": meta.tool, "report_dir": report_dir},
+                              config_file=config)
+    scenario = get_scenario(meta.scenario).with_load(meta.users, meta.spawn_rate, int(meta.duration_s))
+    outcome = pipeline.evaluate(settings, scenario, merged)
+    written = pipeline.write_outputs(outcome, report_dir, [], settings.fail_on_regression)
+    if meta.labels.get("shards_missing"):
+        pipeline.eprint(f"ci-perf: warning: shard(s) {meta.labels['shards_missing']} missing from the merge")
+    pipeline.warn_lost_workers(meta)
+    print(f"ci-perf: merged {len(parts)} results: {merged.total.requests} requests, "
+          f"p95 {merged.total.p95_ms:g} ms, {merged.total.rps:.1f} req/s")
+    print(f"ci-perf: {meta.scenario}/{meta.tool}: {pipeline.headline(outcome, settings.fail_on_regression)}")
+    print(f"ci-perf: reports in {report_dir.resolve()}: {', '.join(sorted(written))}")
+    return pipeline.gate_exit_code(outcome, settings.fail_on_regression)
