@@ -53,6 +53,10 @@ class StackInfo:
     database_url: str = ""
     redis_url: str = ""
     run_id: str = ""
+    # For the system sampler (ci_perf.observe): service name -> pid of the process we started
+    # (local backend) or -> container id (docker backend). Empty when we did not start it.
+    pids: dict[str, int] = field(default_factory=dict)
+    containers: dict[str, str] = field(default_factory=dict)
 
 
 class Stack(Protocol):

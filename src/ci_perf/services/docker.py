@@ -13,6 +13,7 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from ci_perf.services.docker_spec import ContainerSpec
 ENGINE_ERRORS: tuple[type[Exception], ...] = (DockerException, requests.exceptions.ConnectionError)
 JOB_TIMEOUT_S = 600.0  # migrate/seed commands may legitimately take minutes
 STOP_TIMEOUT_S = 3
+OBSERVED = {"db": "postgres", "redis": "redis", "api": "api"}
 
 
 def connect() -> docker.DockerClient:
@@ -136,7 +138,10 @@ class DockerStack:
         self._wait(api, container, lambda: requests.get(url, timeout=2).status_code == 200)
         if cfg.seed_command:
             self._job(spec_.job_spec(api, "seed", cfg.seed_command))
-        return spec_.stack_info(cfg, db, redis, api)
+        with self._lock:
+            # Named as the local backend names its processes, for the system sampler.
+            containers = {OBSERVED[s]: c.id for s, c in self._containers if s in OBSERVED}
+        return replace(spec_.stack_info(cfg, db, redis, api), containers=containers)
 
     def _parallel(self, *tasks: Callable[[], Any]) -> list[Any]:
         """Run the tasks at once; on the first failure cancel the waits of the others and re-raise it."""

@@ -32,11 +32,16 @@ PG_SETTINGS = {
     "full_page_writes": "off",
     "logging_collector": "off",
 }
+SERVICES = ("postgres", "redis", "api")  # the long-running processes (not initdb, migrate, seed)
 SETUP_SQL = """\
 CREATE ROLE :"user" LOGIN PASSWORD :'password';
 CREATE DATABASE :"db" OWNER :"user";
 \\connect :"db"
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+-- The system sampler connects as the app's user: let it reset the statement counters at the start
+-- of the load and see every session in pg_stat_activity.
+GRANT EXECUTE ON FUNCTION pg_stat_statements_reset(oid, oid, bigint) TO :"user";
+GRANT pg_read_all_stats TO :"user";
 """
 
 
@@ -67,7 +72,8 @@ class LocalStack:
         except BaseException:
             self.down()
             raise
-        return StackInfo(base_url=base_url, database_url=database_url, redis_url=redis_url, run_id=cfg.run_id)
+        return StackInfo(base_url=base_url, database_url=database_url, redis_url=redis_url, run_id=cfg.run_id,
+                         pids={p.name: p.popen.pid for p in self.processes if p.name in SERVICES})
 
     def down(self) -> None:
         """Stop everything we started (newest first) and remove our temp dirs; safe to call twice."""
