@@ -37,7 +37,7 @@ async def _json_body(request: Request) -> Any:
 async def register_server(request: Request, demo: Demo, actor: str) -> Response:
     server = server_payload(await _json_body(request))
     server_id = uuid.uuid4()
-    async with demo.pool.acquire() as conn:
+    async with demo.connection() as conn:
         await db.insert_server(conn, server_id, server)
     demo.audit.record(
         "server_registered", actor, str(server_id), action="server:register",
@@ -54,7 +54,7 @@ async def list_servers(request: Request, demo: Demo, actor: str) -> Response:
     level = q.get("sensitivity_level") or None
     if level is not None and level not in LEVELS:
         raise ValidationError(f"sensitivity_level must be one of {', '.join(LEVELS)}")
-    async with demo.pool.acquire() as conn:
+    async with demo.connection() as conn:
         items, total = await db.list_servers(conn, q.get("status") or None, level, q.get("search") or None,
                                              limit, offset)  # fmt: skip
     return JSONResponse({"items": items, "total": total, "limit": limit, "offset": offset})
@@ -66,7 +66,7 @@ async def get_server(request: Request, demo: Demo, actor: str) -> Response:
         server_id = uuid.UUID(request.path_params["server_id"])
     except ValueError:
         return JSONResponse({"detail": "Server not found"}, status_code=404)
-    async with demo.pool.acquire() as conn:
+    async with demo.connection() as conn:
         server = await db.get_server(conn, server_id)
     if server is None:
         return JSONResponse({"detail": "Server not found"}, status_code=404)
@@ -108,7 +108,7 @@ async def _policy_facts(demo: Demo, req: PolicyRequest) -> dict[str, Any] | None
         server_id = uuid.UUID(req.server_id)
     except ValueError:
         return None  # not a server id we could know: the policy denies it as unknown
-    async with demo.pool.acquire() as conn:
+    async with demo.connection() as conn:
         return await db.policy_facts(conn, server_id, req.tool)
 
 
@@ -125,7 +125,7 @@ async def create_api_key(request: Request, demo: Demo, actor: str) -> Response:
         raise ValidationError("name must be a string, scopes a list and rate_limit an integer")
     key = f"sk_{environment[:16]}_{secrets.token_urlsafe(24)}"
     key_id = uuid.uuid4()
-    async with demo.pool.acquire() as conn:
+    async with demo.connection() as conn:
         row = await conn.fetchrow(
             "INSERT INTO api_keys (id, key_hash, prefix, name, description, scopes, rate_limit, environment) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING created_at",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -10,7 +11,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -51,12 +52,20 @@ class Demo:
         digest = hash_key(given)
         if digest in self.known_keys:
             return self.known_keys[digest]
-        async with self.pool.acquire() as conn:
+        async with self.connection() as conn:
             key_id = await conn.fetchval("SELECT id FROM api_keys WHERE key_hash = $1", digest)
         if key_id is None:
             return None
         self.known_keys[digest] = str(key_id)
         return str(key_id)
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; the "db" latency knob sleeps on it first, holding it (see settings)."""
+        async with self.pool.acquire() as conn:
+            if self.settings.db_latency_s:
+                await conn.execute("SELECT pg_sleep($1)", self.settings.db_latency_s)
+            yield conn
 
     async def retry_after(self, actor: str) -> int:
         """Seconds until the caller may retry, or 0 when under the limit (fixed one-minute windows)."""

@@ -9,10 +9,12 @@ from typing import TypeVar
 
 from ci_perf.errors import ConfigError
 
-# Endpoint groups the latency knob can slow down; "all" adds to every /api/* endpoint.
+# Endpoint groups the latency knob can slow down; "all" adds to every /api/* endpoint. "db" is apart:
+# a pg_sleep on the pooled connection before each use, so it holds the connection and the pool becomes
+# the bottleneck as load grows (latency that rises with load, as a real slow database's does).
 T = TypeVar("T", int, float)
 
-LATENCY_GROUPS = ("policy", "registration", "read", "auth", "all")
+LATENCY_GROUPS = ("policy", "registration", "read", "auth", "all", "db")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,10 @@ class Settings:
     redis_pool_size: int = 50
     policy_cache_ttl_s: int = 60
     connect_timeout_s: float = 30.0  # wait this long for PostgreSQL/Redis at startup
+
+    @property
+    def db_latency_s(self) -> float:
+        return self.latency_ms.get("db", 0.0) / 1000.0
 
     def added_latency_s(self, group: str) -> float:
         return (self.latency_ms.get(group, 0.0) + self.latency_ms.get("all", 0.0)) / 1000.0
