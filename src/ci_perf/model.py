@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from ci_perf.errors import ResultError
+from ci_perf.observe.model import SystemMetrics
 
 SCHEMA_VERSION = 1
 
@@ -281,24 +282,29 @@ class Outcome:
     result: RunResult
     evaluation: Evaluation
     comparison: Comparison | None = None
+    system: SystemMetrics | None = None  # the system under test, when it was observed
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema_version": SCHEMA_VERSION,
             "result": _encode(self.result),
             "evaluation": _encode(self.evaluation),
             "comparison": _encode(self.comparison) if self.comparison else None,
         }
+        if self.system is not None:  # left out when absent: older results read and write as before
+            out["system"] = self.system.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Outcome:
         try:
             _check_version(data)
-            comparison = data.get("comparison")
+            comparison, system = data.get("comparison"), data.get("system")
             return cls(
                 result=_decode_result(data["result"]),
                 evaluation=Evaluation(tuple(_decode_check(c) for c in data["evaluation"]["checks"])),
                 comparison=_decode_comparison(comparison) if comparison else None,
+                system=SystemMetrics.from_dict(system) if system else None,
             )
         except ResultError:
             raise

@@ -13,7 +13,7 @@ import secrets
 import signal
 import sys
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from ci_perf.auth import Auth, mask
 from ci_perf.config import Settings
 from ci_perf.errors import EXIT_GATE_FAILED, EXIT_OK, ResultError
 from ci_perf.model import Comparison, Outcome, RunMeta, RunResult, Status
+from ci_perf.observe import SystemMetrics, SystemSampler, Targets, targets_for
 from ci_perf.parsers import get_parser
 from ci_perf.probe import HealthProbe, wait_for_health
 from ci_perf.runners import RunSpec, get_runner
@@ -110,8 +111,10 @@ def public_host(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def run_load(settings: Settings, scenario: Scenario, host: str, auth: Auth) -> RunResult:
-    """Health wait, the tool run with the availability probe beside it, and the parse."""
+def run_load(settings: Settings, scenario: Scenario, host: str, auth: Auth,
+             targets: Targets | None = None) -> tuple[RunResult, SystemMetrics | None]:  # fmt: skip
+    """Health wait, the tool run with the availability probe and the system sampler beside it (when
+    there is something to observe), and the parse."""
     health_url = host.rstrip("/") + settings.health_path
     wait_for_health(health_url, settings.health_timeout_s)
     window_s = settings.window_s or default_window_s(scenario.duration_s)
@@ -131,7 +134,8 @@ def run_load(settings: Settings, scenario: Scenario, host: str, auth: Auth) -> R
     )
     print(f"ci-perf: {scenario.name} with {settings.tool}: {scenario.users} users for {scenario.duration_s}s "
           f"against {public_host(host)}", flush=True)
-    with HealthProbe(health_url) as probe:
+    sampler = SystemSampler(targets) if targets else None
+    with HealthProbe(health_url) as probe, sampler or nullcontext():
         artifacts = get_runner(settings.tool)(spec)
     meta = RunMeta(
         scenario=scenario.name,
@@ -150,7 +154,7 @@ def run_load(settings: Settings, scenario: Scenario, host: str, auth: Auth) -> R
     )
     result = get_parser(settings.tool)(artifacts, meta)
     warn_lost_workers(result.meta)
-    return replace(result, availability=probe.availability)
+    return replace(result, availability=probe.availability), sampler.metrics if sampler else None
 
 
 def check_scale_out(settings: Settings) -> None:
@@ -174,15 +178,18 @@ def warn_lost_workers(meta: RunMeta) -> None:
                f"the run ({meta.labels.get('workers_lost_ids', '')}); their unreported requests are missing")
 
 
-def evaluate(settings: Settings, scenario: Scenario, result: RunResult) -> Outcome:
+def evaluate(settings: Settings, scenario: Scenario, result: RunResult,
+             system: SystemMetrics | None = None) -> Outcome:  # fmt: skip
     from ci_perf.thresholds import evaluate as evaluate_thresholds
     from ci_perf.thresholds import parse_thresholds
 
     thresholds = parse_thresholds(
         settings.thresholds, settings.scenario_thresholds, scenario_path=f"scenarios.{scenario.name}.thresholds"
     )
-    evaluation = evaluate_thresholds(result, thresholds, scenario)
-    return Outcome(result=result, evaluation=evaluation, comparison=compare_to_baseline(settings, result))
+    db_query_ms = system.db_query_ms if system else None
+    evaluation = evaluate_thresholds(result, thresholds, scenario, db_query_ms=db_query_ms)
+    return Outcome(result=result, evaluation=evaluation, comparison=compare_to_baseline(settings, result),
+                   system=system)
 
 
 def compare_to_baseline(settings: Settings, result: RunResult) -> Comparison | None:
@@ -234,7 +241,15 @@ def gate_exit_code(outcome: Outcome, fail_on_regression: bool) -> int:
         return EXIT_GATE_FAILED
     if fail_on_regression and outcome.comparison is not None and outcome.comparison.regressions:
         return EXIT_GATE_FAILED
+    if failed_findings(outcome):  # the scenario's own question answered "no": a leak, lost writes
+        return EXIT_GATE_FAILED
     return EXIT_OK
+
+
+def failed_findings(outcome: Outcome) -> list[str]:
+    from ci_perf.reports.findings import scenario_findings
+
+    return [f.name for f in scenario_findings(outcome) if f.status is Status.FAIL]
 
 
 def headline(outcome: Outcome, fail_on_regression: bool) -> str:
@@ -244,6 +259,8 @@ def headline(outcome: Outcome, fail_on_regression: bool) -> str:
     parts = []
     if failed:
         parts.append("FAILED thresholds: " + ", ".join(failed))
+    if failed_findings(outcome):
+        parts.append("FAILED findings: " + ", ".join(failed_findings(outcome)))
     if regressed:
         parts.append(("REGRESSED: " if fail_on_regression else "degraded (not gating): ") + ", ".join(regressed))
     if warned:
@@ -259,8 +276,8 @@ def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
     auth = auth_for(settings, env)
     settings.report_dir.mkdir(parents=True, exist_ok=True)
     with sigterm_as_interrupt(), running_stack(stack_config(settings, auth.api_key)) as info:
-        result = run_load(settings, scenario, info.base_url, auth)
-    outcome = evaluate(settings, scenario, result)
+        result, system = run_load(settings, scenario, info.base_url, auth, targets_for(info, env))
+    outcome = evaluate(settings, scenario, result, system)
     written = write_outputs(outcome, settings.report_dir, auth.secrets(), settings.fail_on_regression)
     publish(outcome, settings, written, env)
     code = gate_exit_code(outcome, settings.fail_on_regression)

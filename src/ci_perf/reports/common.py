@@ -89,6 +89,11 @@ def headline_reason(outcome: Outcome, limit: int = 80) -> tuple[Status | str, st
         more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
         moved = f"; {len(regressions)} metric(s) regressed" if regressions else ""
         return Status.FAIL, why + more + moved
+    from ci_perf.reports.findings import scenario_findings  # findings imports this module
+
+    bad = [f for f in scenario_findings(outcome) if f.status is Status.FAIL]
+    if bad:
+        return Status.FAIL, shorten(bad[0].text, limit) + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else "")
     if regressions:
         worst = min(regressions, key=_headline_order)
         why = f"{metric_label(worst.metric)} of {shorten(delta_endpoint(worst.endpoint), limit)} {delta_pct(worst)}"

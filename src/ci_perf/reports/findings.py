@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ci_perf.model import CheckResult, EndpointStats, Outcome, Status
+from ci_perf.reports import system
 from ci_perf.reports.common import delta_endpoint, delta_pct, metric_label, ms, sorted_endpoints
+from ci_perf.scenario_findings import Finding, for_run
 
 _SERVER_ERROR = re.compile(r"\b5\d\d\b")
 _RATE_LIMITED = re.compile(r"\b429\b|too many requests", re.IGNORECASE)
@@ -68,7 +70,14 @@ def findings(outcome: Outcome) -> list[str]:
         items.append("Regressions vs baseline: " + ", ".join(
             f"{delta_endpoint(d.endpoint)} {metric_label(d.metric)} {delta_pct(d)}"
             for d in outcome.comparison.regressions))
+    items += [f.text for f in scenario_findings(outcome)]
+    items += system.summary_lines(outcome.system)
     return items
+
+
+def scenario_findings(outcome: Outcome) -> list[Finding]:
+    """What the scenario is for (breaking point, recovery, leaks, 429 onset, consistency), judged."""
+    return for_run(outcome.result, outcome.system, outcome.evaluation.checks)
 
 
 def _breached(outcome: Outcome, prefix: str) -> bool:
@@ -124,6 +133,8 @@ def recommendations(outcome: Outcome) -> list[str]:
                    + (f" and {len(regressed) - 3} more" if len(regressed) > 3 else "")
                    + ": review what this change does on those endpoints' code paths before merging; "
                    "do not save this run as the new baseline")
+    out += [f.advice for f in scenario_findings(outcome) if f.advice and f.status is not Status.PASS]
+    out += system.advice(outcome.system)
     if not out:
         out.append("No bottleneck identified: keep this run as the baseline and track trends over time")
     return out

@@ -9,6 +9,7 @@ from importlib import resources
 from string import Template
 
 from ci_perf.model import Comparison, EndpointStats, Outcome, RunMeta, Window
+from ci_perf.reports import system as system_report
 from ci_perf.reports.common import (
     CHANGE_ICON,
     STATUS_ICON,
@@ -111,6 +112,16 @@ def _charts(total: EndpointStats) -> str:
     return '<div class="charts">' + "".join(charts) + "</div>"
 
 
+def _system(outcome: Outcome) -> list[str]:
+    """CPU and memory per service, PostgreSQL and Redis, on the same time axis as the load charts."""
+    if outcome.system is None:
+        return []
+    ws = outcome.result.total.windows
+    x_max = max((w.start_s + w.length_s for w in ws), default=None)
+    return ["<h2>System Under Test</h2>", system_report.render_charts(outcome.system, outcome.result.meta, x_max),
+            system_report.render_html_tables(outcome.system)]
+
+
 def _comparison(comparison: Comparison) -> str:
     base = comparison.baseline
     parts = [f"<p>Baseline: {escape(comparison.source)} — {escape(base.tool)} {escape(base.tool_version)}, "
@@ -139,6 +150,7 @@ def render_html(outcome: Outcome) -> str:
         "<h2>Test Configuration</h2>", _meta(meta),
         "<h2>Thresholds</h2>", _thresholds(outcome),
         "<h2>Over Time</h2>", _charts(outcome.result.total),
+        *_system(outcome),
         "<h2>Endpoints</h2>", _endpoints(outcome),
         "<h2>Errors</h2>", _errors(outcome),
         "<h2>Key Findings</h2>", _ordered(findings(outcome)),

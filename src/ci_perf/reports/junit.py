@@ -17,6 +17,8 @@ from ci_perf.reports.common import (
     duration,
     metric_label,
 )
+from ci_perf.reports.findings import scenario_findings
+from ci_perf.scenario_findings import Finding
 
 
 def _check_case(check: CheckResult, classname: str) -> TestCase:
@@ -51,6 +53,18 @@ def _delta_case(delta: MetricDelta, classname: str, fail_on_regression: bool) ->
     return case
 
 
+def _finding_case(finding: Finding, classname: str) -> TestCase:
+    """What the scenario is for, as its own check: a leak, lost writes or no recovery fail."""
+    case = TestCase(f"finding: {finding.name}", classname=classname, status=finding.status.value)
+    if finding.status is Status.FAIL:
+        case.add_failure_info(message=finding.text, output=finding.advice or finding.text, failure_type="finding")
+    elif finding.status is Status.SKIP:
+        case.add_skipped_info(message=finding.text)
+    else:
+        case.stdout = f"{finding.status.value.upper()}: {finding.text}"
+    return case
+
+
 def render_junit(outcome: Outcome, fail_on_regression: bool = False) -> str:
     meta = outcome.result.meta
     classname = f"ci-perf.{meta.scenario}.{meta.tool}"
@@ -60,6 +74,7 @@ def render_junit(outcome: Outcome, fail_on_regression: bool = False) -> str:
         "duration": duration(meta.duration_s), "host": meta.host, "status": outcome.evaluation.status.value,
         "warnings": "; ".join(c.name for c in outcome.evaluation.checks if c.status is Status.WARN) or "none",
     }
+    cases += [_finding_case(f, f"{classname}.findings") for f in scenario_findings(outcome)]
     if outcome.comparison:
         moved = [d for d in outcome.comparison.deltas if d.change in (Change.DEGRADED, Change.IMPROVED)]
         cases += [_delta_case(d, f"{classname}.baseline", fail_on_regression) for d in moved]

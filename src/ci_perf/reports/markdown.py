@@ -19,6 +19,7 @@ from ci_perf.reports.common import (
 )
 from ci_perf.reports.findings import findings, recommendations
 from ci_perf.reports.mdparts import ENDPOINT_HEADER, check_metric, comparison_section, endpoint_rows
+from ci_perf.reports.system import render_markdown as render_system
 
 __all__ = ["comment_marker", "render_comment", "render_report", "render_summary"]
 
@@ -61,6 +62,7 @@ def render_report(outcome: Outcome) -> str:
         _configuration(meta),
         _summary(outcome.evaluation.checks),
         "## Endpoints\n\n" + md_table(ENDPOINT_HEADER, endpoint_rows(outcome)),
+        *([render_system(outcome.system)] if outcome.system else []),
         _numbered("Key Findings", findings(outcome)),
         _numbered("Recommendations", recommendations(outcome)),
     ]

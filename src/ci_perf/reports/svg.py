@@ -46,12 +46,15 @@ def _axes(x_max: float, y_max: float, unit: str) -> list[str]:
     return out
 
 
-def line_chart(title: str, unit: str, series: Sequence[Series]) -> str:
-    """One chart; x is elapsed seconds from 0 to the last point, y from 0 to a round maximum."""
+def line_chart(title: str, unit: str, series: Sequence[Series], x_max: float | None = None) -> str:
+    """One chart; x is elapsed seconds from 0 to the last point (or to x_max, so that several charts
+    share one time axis; later points are left out), y from 0 to a round maximum."""
+    if x_max:
+        series = [Series(s.label, s.color, [(x, y) for x, y in s.points if x <= x_max]) for s in series]
     drawn = [s for s in series if s.points]
     if not drawn:
         return f'<p class="empty">{escape(title)}: no data over time.</p>'
-    x_max = max(x for s in drawn for x, _ in s.points) or 1.0
+    x_max = x_max or max(x for s in drawn for x, _ in s.points) or 1.0
     y_max = nice_max(max(y for s in drawn for _, y in s.points))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">',
