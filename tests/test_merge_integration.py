@@ -1,7 +1,7 @@
-"""Two real k6 shards (`--shard 1/2`, `--shard 2/2`) merged with `ci-perf merge`, against unsharded
-runs of the same shape through the same CLI: total requests within 2% (plus the measured run-to-run
-spread), p95 within the histogram precision plus the run-to-run noise measured by repeating the
-unsharded run."""
+"""Two real k6 shards (`--shard 1/2`, `--shard 2/2`) merged with `ci-perf merge`, against three
+unsharded runs of the same shape through the same CLI: total requests within 2% (plus the measured
+run-to-run spread), p95 within the histogram precision plus the run-to-run noise measured by
+repeating the unsharded run, and every window carrying all the users."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_two_k6_shards_merge_to_one_unsharded_run(sark_stub: str, tmp_path: Path
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (1, 2)]
     for proc in shards:
         finish(proc)
-    singles.append(single(sark_stub, tmp_path / "single2"))
+    singles += [single(sark_stub, tmp_path / f"single{i}") for i in (2, 3)]
     merged_dir = tmp_path / "merged"
     proc = subprocess.run([*CLI, "merge", str(tmp_path / "shard1" / "results.json"),
                            str(tmp_path / "shard2" / "results.json"), "--report-dir", str(merged_dir)],
@@ -68,17 +68,16 @@ def test_two_k6_shards_merge_to_one_unsharded_run(sark_stub: str, tmp_path: Path
     assert merged["requests"] == sum(p["requests"] for p in parts)
     assert merged["histogram"] and sum(c for _, c in merged["histogram"]) == merged["requests"]
 
-    requests = sum(s["requests"] for s in singles) / 2
-    p95 = sum(hist_p95(s) for s in singles) / 2
-    # Run-to-run noise, measured: the spread of the two unsharded runs (a range of two understates the
-    # spread of a third run, hence twice it for p95). On a quiet runner it is small; on a 2-core machine
-    # shared with other jobs the unsharded runs alone can differ by several percent.
-    count_noise = abs(singles[0]["requests"] - singles[1]["requests"])
-    noise = abs(hist_p95(singles[0]) - hist_p95(singles[1]))
+    counts, p95s = [s["requests"] for s in singles], [hist_p95(s) for s in singles]
+    requests, p95 = sum(counts) / len(counts), sum(p95s) / len(p95s)
+    # Run-to-run noise, measured: the spread (max - min) of the three unsharded runs; twice it for p95,
+    # whose spread a few runs understate. Small on a quiet runner; on a 2-core machine shared with other
+    # jobs the unsharded runs alone can differ by a few percent.
+    count_noise = max(counts) - min(counts)
+    noise = max(p95s) - min(p95s)
     precision = 0.005 * p95 + 0.01  # three significant digits, and one bucket at ~1 ms
-    report = (f"requests merged {merged['requests']} vs unsharded {[s['requests'] for s in singles]} "
-              f"(noise {count_noise}); "
-              f"p95 merged {merged['p95_ms']} vs unsharded {[hist_p95(s) for s in singles]} (noise {noise:.3f})")
+    report = (f"requests merged {merged['requests']} vs unsharded {counts} (noise {count_noise}); "
+              f"p95 merged {merged['p95_ms']} vs unsharded {p95s} (noise {noise:.3f})")
     print(report)
     assert abs(merged["requests"] - requests) <= 0.02 * requests + count_noise, report
     assert abs(merged["p95_ms"] - p95) <= precision + 2 * noise, report
