@@ -64,6 +64,8 @@ def test_two_k6_shards_merge_to_one_unsharded_run(sark_stub: str, tmp_path: Path
                           env=ENV, capture_output=True, text=True, timeout=60)
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     merged = total(merged_dir)
+    labels = json.loads((merged_dir / "results.json").read_text())["result"]["meta"]["labels"]
+    assert labels == {"shards": "1/2,2/2", "merged": "2"}
     parts = [total(tmp_path / f"shard{i}") for i in (1, 2)]
     assert merged["requests"] == sum(p["requests"] for p in parts)
     assert merged["histogram"] and sum(c for _, c in merged["histogram"]) == merged["requests"]
