@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import glob
-import os
+import json
 import signal
 import subprocess
 import sys
@@ -13,18 +13,24 @@ from pathlib import Path
 import psutil
 import pytest
 
+from ci_perf.services.procs import state_dir
+
 pytestmark = pytest.mark.integration
 
 HAVE_POSTGRES = Path("/usr/lib/postgresql/15/bin/postgres").exists()
 
 
-def _ours(run_id: str) -> list[str]:
-    """Processes and temp folders of this run (the local backend names its temp folders by run id)."""
-    left = glob.glob(f"/tmp/ci-perf-{run_id}-*")
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if run_id in cmd or ("ci_perf.demo" in cmd and proc.info["pid"] != os.getpid()):
-            left.append(f"{proc.info['pid']}: {cmd[:100]}")
+def _recorded(run_id: str) -> dict[str, object]:
+    """What the local backend recorded it started (its state file), read while the run is going."""
+    data: dict[str, object] = json.loads((state_dir() / f"{run_id}.json").read_text())
+    return data
+
+
+def _still_there(state: dict[str, object], run_id: str) -> list[str]:
+    left = glob.glob(f"/tmp/ci-perf-{run_id}-*") + [d for d in state["temp_dirs"] if Path(d).exists()]  # type: ignore[attr-defined]
+    for p in state["processes"]:  # type: ignore[attr-defined]
+        if psutil.pid_exists(p["pid"]) and psutil.Process(p["pid"]).status() != psutil.STATUS_ZOMBIE:
+            left.append(f"{p['name']} pid {p['pid']}")
     return left
 
 
@@ -46,10 +52,12 @@ def test_signal_mid_run_removes_everything(tmp_path: Path, sig: signal.Signals, 
             break
     assert run_id, "the run never started"
     time.sleep(3)
+    state = _recorded(run_id)
+    assert {p["name"] for p in state["processes"]} >= {"postgres", "redis", "api"}  # type: ignore[attr-defined]
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "interrupted" in out
     time.sleep(0.5)
-    assert _ours(run_id) == []
-    assert not Path(f"/tmp/ci-perf-runs/{run_id}.json").exists()
+    assert _still_there(state, run_id) == []
+    assert not (state_dir() / f"{run_id}.json").exists()
