@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import random
+from dataclasses import replace
+from pathlib import Path
 
 from ci_perf import findings as fx
 from ci_perf.model import AGGREGATE, EndpointStats, ErrorCount, RunMeta, RunResult, Status, Window
 from ci_perf.observe.model import DatabaseMetrics, ResourceSample, ServiceSeries, SystemMetrics
+from ci_perf.parsers.locust import parse_locust
+from ci_perf.runners.base import RunArtifacts
 from ci_perf.scenario_findings import for_run, limited_per_window, registrations
 
 
@@ -117,3 +122,29 @@ def test_429s_per_window_from_failures_when_they_count_as_errors() -> None:
     assert f.status is Status.WARN and "from 5s at 20 req/s offered" in f.text
     (skipped,) = for_run(result("rate_limit_test", ws[:1]), None)
     assert skipped.status is Status.SKIP
+
+
+def test_429s_recorded_per_window_drive_the_rate_limit_test_finding() -> None:
+    ws = (replace(w(0, 10, 5), limited=0), replace(w(1, 10, 5), limited=30), replace(w(2, 10, 5), limited=60))
+    r = result("rate_limit_test", ws)  # no failures: 429 is expected here
+    assert limited_per_window(r) == [0, 30, 60]
+    (f,) = for_run(r, None)
+    assert f.status is Status.PASS and "90 of 300 requests answered 429, from 5s" in f.text
+    (none,) = for_run(result("rate_limit_test", tuple(replace(x, limited=0) for x in ws)), None)
+    assert none.status is Status.WARN and "no request was answered 429" in none.text
+    again = RunResult.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert [x.limited for x in again.total.windows] == [0, 30, 60]
+    assert "limited" not in json.dumps(result("smoke_test", (w(0, 1, 5),)).to_dict())  # absent stays absent
+
+
+def test_locust_windows_file_with_429_counts(tmp_path: Path) -> None:
+    golden = Path(__file__).parent / "golden" / "locust" / "rate_limit"
+    doc = json.loads((golden / "locust_windows.json").read_text())
+    for row in doc["windows"]:
+        row["limited"] = row["requests"] // 2
+    (tmp_path / "locust_windows.json").write_text(json.dumps(doc))
+    meta = RunMeta(**json.loads((golden / "meta.json").read_text()))
+    files = {"locust_json": golden / "locust.json", "windows": tmp_path / "locust_windows.json"}
+    parsed = parse_locust(RunArtifacts("locust", meta.tool_version, meta.started_at, 0, files), meta)
+    expected = sum(row["requests"] // 2 for row in doc["windows"])
+    assert sum(x.limited or 0 for x in parsed.total.windows) == expected > 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_perf.model import Status
+from ci_perf.model import Status, Tool
 from ci_perf.reports.findings import scenario_findings
 from ci_perf.scenario_findings import Finding
 from observed_run import observed_run
@@ -81,3 +81,13 @@ def test_concurrent_operations_run_stores_every_registration(tmp_path: Path) -> 
     assert cons.status is Status.PASS and "successful registrations are stored" in cons.text, cons.text
     db = outcome.system.database if outcome.system else None
     assert db is not None and db.servers_after is not None and db.servers_after > 20
+
+
+@pytest.mark.parametrize("tool", ["locust", "k6"])
+def test_rate_limit_test_counts_expected_429s_per_window(tmp_path: Path, tool: Tool) -> None:
+    # rate_limit_test has no think time: 30 users exhaust 600 requests a minute within the first seconds.
+    _, outcome = observed_run(tmp_path, "rate_limit_test", 30, 15, {"RATE_LIMIT_PER_MINUTE": "600"}, tool=tool)
+    onset = by_name(scenario_findings(outcome))["Rate limit onset"]
+    assert onset.status is Status.PASS and "answered 429, from " in onset.text, onset.text
+    limited = sum(w.limited or 0 for w in outcome.result.total.windows)
+    assert limited > 0 and outcome.result.total.failures == 0  # expected: counted, yet not failures

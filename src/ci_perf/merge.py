@@ -153,6 +153,7 @@ def merge_window(parts: Sequence[Window]) -> Window:
         p95_ms=hist.percentile(0.95) if hist else None,
         p99_ms=hist.percentile(0.99) if hist else None,
         histogram=hist,
+        limited=sum(w.limited or 0 for w in parts) if any(w.limited is not None for w in parts) else None,
     )
 
 

@@ -102,6 +102,9 @@ class Window:
     # Only when recorded (k6 --histogram / --shard): lets merged shards keep exact window percentiles.
     # Left out of JSON when None, so results without it read and write as before.
     histogram: LatencyHistogram | None = field(default=None, metadata={"omit_none": True})
+    # 429 answers in the window, whether the scenario expects them or not (rate_limit_test counts them
+    # as successes); None where the tool did not record them (k6 per endpoint, older results): left out of JSON.
+    limited: int | None = field(default=None, metadata={"omit_none": True})
 
     @property
     def rps(self) -> float:

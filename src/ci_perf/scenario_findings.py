@@ -108,9 +108,12 @@ def memory(service: str, points: list[tuple[float, float]]) -> Finding:
 
 
 def limited_per_window(result: RunResult) -> list[int] | None:
-    """429s per window, where the result can tell: when 429 counts as a failure, windows' failures are
-    split by the share of 429 among all failures (exact when every failure was a 429). When the
-    scenario expects 429 the tools count it as success and windows do not say how many there were."""
+    """429s per window: as the tool recorded them (Locust), else, when 429 counts as a failure, the
+    windows' failures split by the share of 429 among all failures (exact when every failure was a
+    429). None when neither tells (k6 in rate_limit_test, where 429 is a success)."""
+    windows = result.total.windows
+    if any(w.limited is not None for w in windows):
+        return [w.limited or 0 for w in windows]
     errors = [x for e in result.endpoints for x in e.errors] or list(result.total.errors)
     limited = sum(x.occurrences for x in errors if _RATE_LIMITED.search(x.error))
     failures = result.total.failures
@@ -130,9 +133,20 @@ def rate_limit(result: RunResult) -> list[Finding]:
                             "so the tools do not report them per window")]  # fmt: skip
         return []
     r = fx.rate_limit_onset(result.total.windows, counts)
+    if not r.limited:
+        if not expected:
+            return []
+        return [Finding("Rate limit onset", Status.WARN,
+                        f"Rate limiting: no request was answered 429 at up to {_peak_rps(result):g} req/s",
+                        "Rate limits: rate_limit_test saw no 429; check that the limit is enabled "
+                        "(RATE_LIMIT_ENABLED, the key's rate_limit) and below the rate this test reaches")]  # fmt: skip
     text = (f"Rate limiting: {r.limited:,} of {r.requests:,} requests answered 429, from {r.first_at_s:.0f}s "
             f"at {r.offered_rps:g} req/s offered; about {r.accepted_rps:g} req/s accepted while limited")
     return [Finding("Rate limit onset", Status.PASS if expected else Status.WARN, text)]
+
+
+def _peak_rps(result: RunResult) -> float:
+    return round(max((w.rps for w in result.total.windows), default=result.total.rps), 1)
 
 
 def registrations(result: RunResult) -> int:

@@ -139,8 +139,15 @@ def windows(s: Summary, tags: Tags, hists: StreamHistograms | None = None,
             p95_ms=s.number(f"http_req_duration{sel}", "p(95)") if has else None,
             p99_ms=s.number(f"http_req_duration{sel}", "p(99)") if has else None,
             histogram=hists.window(i, tags.get("method"), tags.get("name")) if hists and has else None,
+            limited=_limited(s, i) if not tags else None,
         ))
     return tuple(out)
+
+
+def _limited(s: Summary, window: int) -> int | None:
+    """429 answers in a window of all requests; None from scripts that do not count them."""
+    key = f"http_reqs{_sel({}, win=window, status=429)}"
+    return int(s.number(key, "count", 0.0)) if key in s.metrics else None
 
 
 def errors(s: Summary, endpoints: list[Tags], failures: int) -> tuple[ErrorCount, ...]:

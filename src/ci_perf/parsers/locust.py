@@ -130,10 +130,12 @@ def build_windows(path: Path, doc: dict[str, Any], duration: float) -> dict[Key 
     for row in doc["windows"]:
         hist = _histogram(path, row["response_times"])
         for key in ((row["method"], row["name"]), None):
-            cell = cells[key].setdefault(row["index"], [0, 0, LatencyHistogram()])
+            cell = cells[key].setdefault(row["index"], [0, 0, LatencyHistogram(), None])
             cell[0] += row["requests"]
             cell[1] += row["failures"]
             cell[2] = cell[2].merge(hist)
+            if "limited" in row:  # files of older versions do not count 429s
+                cell[3] = (cell[3] or 0) + int(row["limited"])
     # A trailing sliver of the run (< 5% of a window, after the last request) is no window of its own.
     count = max([math.ceil(duration / w - 0.05), *(i + 1 for c in cells.values() for i in c)], default=0)
     out: dict[Key | None, tuple[Window, ...]] = {}
@@ -145,11 +147,11 @@ def build_windows(path: Path, doc: dict[str, Any], duration: float) -> dict[Key 
 
 
 def _window(index: int, w: float, duration: float, users: int, cell: list[Any] | None) -> Window:
-    requests, failures, hist = cell if cell else (0, 0, LatencyHistogram())
+    requests, failures, hist, limited = cell if cell else (0, 0, LatencyHistogram(), None)
     timed = hist.total > 0
     return Window(
         start_s=round(index * w, 3), length_s=_window_length(index, w, duration), requests=requests,
-        failures=failures, users=users,
+        failures=failures, users=users, limited=limited,
         p50_ms=hist.percentile(0.5) if timed else None,
         p95_ms=hist.percentile(0.95) if timed else None,
         p99_ms=hist.percentile(0.99) if timed else None,

@@ -94,6 +94,8 @@ function declareThresholds() {
     for (let w = 0; w < N_WINDOWS; w++) for (const m of METRICS) t[`${m}{${sel},win:${w}}`] = [];
   }
   for (let w = 0; w < N_WINDOWS; w++) for (const m of METRICS) t[`${m}{win:${w}}`] = [];
+  // 429s per window, counted even where they are expected (rate_limit_test's finding needs them).
+  for (let w = 0; w < N_WINDOWS; w++) t[`http_reqs{win:${w},status:429}`] = [];
   return [t, [...eps.keys()].sort().map((k) => eps.get(k))];
 }
 

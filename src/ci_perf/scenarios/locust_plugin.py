@@ -45,7 +45,7 @@ PROGRESS_S = max(_env_float("CI_PERF_PROGRESS_S", 10.0), 0.1)
 TOTAL_S = _env_float("CI_PERF_TOTAL_S", 0.0)
 WINDOWS_FILE = os.environ.get("CI_PERF_WINDOWS_FILE", "")
 
-# (window index, method, name) -> [requests, failures, {bucketed ms: count}]
+# (window index, method, name) -> [requests, failures, {bucketed ms: count}, 429 answers]
 Bucket = list[Any]
 
 
@@ -67,7 +67,7 @@ S = _State
 
 def _on_request(
     request_type: str, name: str, response_time: float | None, response_length: int,
-    exception: BaseException | None = None, **_: Any,
+    exception: BaseException | None = None, response: Any = None, **_: Any,
 ) -> None:
     # Hot path: one dict lookup and a few increments per request.
     t0 = S.t0
@@ -77,10 +77,12 @@ def _on_request(
     key = (int((now - t0) / WINDOW_S), request_type, name)
     bucket = S.buckets.get(key)
     if bucket is None:
-        bucket = S.buckets[key] = [0, 0, {}]
+        bucket = S.buckets[key] = [0, 0, {}, 0]
     bucket[0] += 1
     if exception:  # the same test Locust's own stats use to count a failure
         bucket[1] += 1
+    if getattr(response, "status_code", None) == 429:  # counted even where 429 is expected (rate limits)
+        bucket[3] += 1
     if response_time is not None:
         # Looked up on the module each time so a custom bucketing stays in step with Locust's.
         rt = locust.stats.bucket_response_time(response_time)
@@ -90,17 +92,18 @@ def _on_request(
 
 def drain() -> list[list[Any]]:
     """This process's windows as plain lists (msgpack- and JSON-safe); empties them."""
-    out = [[idx, method, name, b[0], b[1], sorted(b[2].items())] for (idx, method, name), b in S.buckets.items()]
+    out = [[idx, method, name, b[0], b[1], sorted(b[2].items()), b[3]] for (idx, method, name), b in S.buckets.items()]
     S.buckets = {}
     return out
 
 
 def absorb(rows: list[list[Any]]) -> None:
     """Add windows drained elsewhere (a worker) into this process's."""
-    for idx, method, name, requests, failures, hist in rows:
-        bucket = S.buckets.setdefault((int(idx), method, name), [0, 0, {}])
+    for idx, method, name, requests, failures, hist, *limited in rows:  # a worker of an older ci-perf: no 429s
+        bucket = S.buckets.setdefault((int(idx), method, name), [0, 0, {}, 0])
         bucket[0] += requests
         bucket[1] += failures
+        bucket[3] += int(limited[0]) if limited else 0
         for rt, count in hist:
             bucket[2][rt] = bucket[2].get(rt, 0) + count
 
@@ -214,8 +217,8 @@ def windows_document() -> dict[str, Any]:
         "stopped_at": S.stopped_at,
         "users": sorted(S.users.items()),
         "windows": [
-            {"index": i, "method": m, "name": n, "requests": r, "failures": f, "response_times": h}
-            for i, m, n, r, f, h in rows
+            {"index": i, "method": m, "name": n, "requests": r, "failures": f, "response_times": h, "limited": lim}
+            for i, m, n, r, f, h, lim in rows
         ],
         "errors": [
             {k: e[k] for k in ("method", "name", "error", "occurrences")}
