@@ -2,7 +2,9 @@
 
 `locust_failures` is a real Locust 2.47.0 run (tests/golden/locust/failures, captured by
 tests/golden/capture_locust.py); `handmade_regression` is a handmade 5-minute run with a saved
-Comparison (made once with compare.compare) and an endpoint override that breaches its critical level.
+Comparison (made once with compare.compare) and an endpoint override that breaches its critical level;
+`stress_system` is a real 40 s stress_test of the demo with its database made the bottleneck (knobs
+db=10 ms, pool 2) and the system sampler's figures (histograms left out of the input to keep it small).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_perf.model import Outcome, RunResult, _decode_comparison
+from ci_perf.observe.model import SystemMetrics
 from ci_perf.reports import render_all
 from ci_perf.scenarios.catalog import get_scenario
 from ci_perf.thresholds import evaluate, parse_thresholds
@@ -29,6 +32,7 @@ CASES: dict[str, dict[str, Any]] = {
         "thresholds": {"endpoints": {"POST /api/v1/servers/": {"p95": {"target": "150ms", "critical": "200ms"}}}},
         "fail_on_regression": True,
     },
+    "stress_system": {"run": INPUT / "stress_system_run.json", "system": INPUT / "stress_system_metrics.json"},
 }
 
 
@@ -40,11 +44,15 @@ def outcome_for(case: str) -> Outcome:
     spec = CASES[case]
     result = load_run(spec["run"])
     thresholds = parse_thresholds(spec.get("thresholds"), None)
-    evaluation = evaluate(result, thresholds, get_scenario(result.meta.scenario))
+    system = None
+    if "system" in spec:
+        system = SystemMetrics.from_dict(json.loads(spec["system"].read_text(encoding="utf-8")))
+    evaluation = evaluate(result, thresholds, get_scenario(result.meta.scenario),
+                          db_query_ms=system.db_query_ms if system else None)
     comparison = None
     if "comparison" in spec:
         comparison = _decode_comparison(json.loads(spec["comparison"].read_text(encoding="utf-8")))
-    return Outcome(result, evaluation, comparison)
+    return Outcome(result, evaluation, comparison, system)
 
 
 def rendered(case: str) -> dict[str, str]:

@@ -57,3 +57,14 @@ def test_db_query_figure_is_what_the_threshold_judges() -> None:
     (db,) = [c for c in judged.evaluation.checks if c.name == "Database queries"]
     assert db.actual == 0.5 and db.status.value == "pass"
     assert judged.system == outcome.system
+
+
+def test_samples_are_put_on_the_load_tools_time_axis() -> None:
+    from ci_perf.reports.system import offset_s
+
+    meta = with_system().result.meta  # started 2026-01-01T00:00:00Z
+    start = 1767225600.0
+    metrics = replace(sample_metrics(), started_at=start + 3.5)
+    assert offset_s(metrics, replace(meta, started_at="2026-01-01T00:00:00Z")) == 3.5
+    assert offset_s(metrics, replace(meta, started_at="not a date")) == 0.0
+    assert offset_s(replace(metrics, started_at=start + 86400), meta) == 0.0  # another clock: aligned at 0

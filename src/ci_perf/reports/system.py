@@ -39,10 +39,12 @@ def database_lines(db: DatabaseMetrics | None) -> list[str]:
     lines = []
     if db.query_mean_ms is not None:
         lines.append(f"PostgreSQL: {db.calls:,} queries, mean {db.query_mean_ms:.2f} ms per query (calls-weighted)")
-    peak = max(db.connections, key=lambda c: c.total, default=None)
-    if peak is not None:
-        states = ", ".join(f"{n} {s}" for s, n in sorted(peak.by_state.items()))
-        lines.append(f"PostgreSQL connections: peak {peak.total} ({states})")
+    if db.connections:
+        peak = max(c.total for c in db.connections)
+        # Per state, its own peak: samples are instants, and busy moments are what matter.
+        states = sorted({s for c in db.connections for s in c.by_state})
+        most = ", ".join(f"{max(c.by_state.get(s, 0) for c in db.connections)} {s}" for s in states)
+        lines.append(f"PostgreSQL connections: peak {peak} (most at once by state: {most})")
     if db.servers_before is not None and db.servers_after is not None:
         lines.append(f"Servers table: {db.servers_before:,} → {db.servers_after:,} rows")
     if db.note:
