@@ -2,7 +2,8 @@
 
 Overhead = wall time of `ci-perf run --backend external --host <fast target>` minus the scenario's
 duration: no service is brought up, so what is left is ci-perf (interpreter start, imports, health wait,
-starting and stopping the tool, parsing, rendering every report). Target: under 3 s for each tool.
+starting and stopping the tool, parsing, rendering every report). Target: under 3 s for each tool. The
+same tool run by hand with the same settings shows how much of it is the tool's own start and stop.
 
 The breakdown comes from a second, instrumented run in one Python process: the same `ci_perf.cli.main`
 with timers around the pipeline's stages (imports, stack up, health wait, tool run, parse, evaluate,
@@ -25,6 +26,10 @@ import time
 from pathlib import Path
 
 import fast_target
+import loadgen
+
+from ci_perf.runners import locust as locust_runner
+from ci_perf.scenarios.catalog import get_scenario
 
 MAX_OVERHEAD_S = 3.0
 
@@ -72,9 +77,13 @@ def ci_perf_exe() -> list[str]:
     return [str(here)] if here.is_file() else [sys.executable, "-m", "ci_perf"]
 
 
+USERS = 1  # smoke_test's; --users 10 shows the cost of Locust's default worker processes too
+
+
 def run_args(tool: str, host: str, duration_s: int, out: Path) -> list[str]:
     return ["run", "--scenario", "smoke_test", "--tool", tool, "--backend", "external", "--host", host,
-            "--duration", f"{duration_s}s", "--report-dir", str(out), "--publish", "files"]
+            "--duration", f"{duration_s}s", "--users", str(USERS), "--spawn-rate", str(USERS),
+            "--report-dir", str(out), "--publish", "files"]
 
 
 def wall(tool: str, host: str, duration_s: int, work: Path) -> float:
@@ -86,6 +95,15 @@ def wall(tool: str, host: str, duration_s: int, work: Path) -> float:
     if proc.returncode not in (0, 1):
         raise SystemExit(f"ci-perf run failed ({proc.returncode}):\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}")
     return took
+
+
+def by_hand(tool: str, host: str, duration_s: int, work: Path) -> float:
+    """Wall time of the same tool run by hand (bench/loadgen.py's way): the tool's own start and stop."""
+    scenario = get_scenario("smoke_test").with_load(users=USERS, spawn_rate=USERS, duration_s=duration_s)
+    n = locust_runner.processes(locust_runner.RunSpec(scenario, host, work))
+    started = time.perf_counter()
+    loadgen.run_by_hand(tool, scenario, host, work, n)
+    return time.perf_counter() - started
 
 
 def breakdown(tool: str, host: str, duration_s: int, work: Path) -> dict[str, float]:
@@ -105,15 +123,19 @@ def main() -> int:
     p.add_argument("--tools", nargs="+", choices=("locust", "k6"), default=["locust", "k6"])
     p.add_argument("--duration", type=int, default=5, help="seconds of load per run")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--users", type=int, default=1)
     args = p.parse_args()
+    global USERS
+    USERS = args.users
     work = Path(tempfile.mkdtemp(prefix="ci-perf-overhead-"))
     ok = True
     try:
         with fast_target.serve() as host:
-            print(f"target: {host}; smoke_test, {args.duration} s of load per run")
+            print(f"target: {host}; smoke_test, {args.users} user(s), {args.duration} s of load per run")
             for tool in args.tools:
                 walls = [wall(tool, host, args.duration, work) for _ in range(args.runs)]
                 overhead = statistics.median(walls) - args.duration
+                own = statistics.median(by_hand(tool, host, args.duration, work) for _ in range(args.runs))
                 stages = breakdown(tool, host, args.duration, work)
                 good = overhead < MAX_OVERHEAD_S
                 ok = ok and good
@@ -123,6 +145,8 @@ def main() -> int:
                          "stack down")
                 parts = [f"{k} {stages[k]:.2f}" for k in order if k in stages]
                 rest = stages["total"] - args.duration - sum(stages[k] for k in order if k in stages)
+                print(f"  {tool} by hand, same settings: wall {own:.2f} s -> the tool's own start and stop "
+                      f"{own - args.duration:.2f} s; ci-perf's share {overhead - (own - args.duration):.2f} s")
                 print(f"  breakdown (s, one instrumented run): {', '.join(parts)}, other {rest:.2f}; "
                       f"python start (not in the above) ~{overhead - (stages['total'] - args.duration):.2f}")
     finally:
