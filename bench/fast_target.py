@@ -183,6 +183,8 @@ def main() -> None:
     if args.python_server:
         python_server(args.port, args.workers)
         return
+    # SIGTERM as Ctrl-C: either way the block below ends and nginx is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with serve(args.port, args.workers, args.kind) as url:
         print(f"fast target: {url} (Ctrl-C stops it)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):

@@ -25,6 +25,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -212,6 +213,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--target-workers", type=int, default=1, help="nginx worker processes")
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped: still clean up (nginx, temp files)
     scenario = get_scenario(SCENARIO).with_load(users=args.users, spawn_rate=args.users, duration_s=args.duration)
     work = Path(tempfile.mkdtemp(prefix="ci-perf-loadgen-"))
     ok = True

@@ -22,6 +22,7 @@ import gzip
 import json
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -156,6 +157,7 @@ def main() -> int:
     p.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()), help="where to generate the file")
     p.add_argument("--worker", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped: still clean up (nginx, temp files)
     if args.worker:
         worker(args.worker[0], Path(args.worker[1]))
         return 0

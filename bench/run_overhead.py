@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -125,6 +126,7 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--users", type=int, default=1)
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped: still clean up (nginx, temp files)
     global USERS
     USERS = args.users
     work = Path(tempfile.mkdtemp(prefix="ci-perf-overhead-"))
