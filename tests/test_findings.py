@@ -148,3 +148,10 @@ def test_locust_windows_file_with_429_counts(tmp_path: Path) -> None:
     parsed = parse_locust(RunArtifacts("locust", meta.tool_version, meta.started_at, 0, files), meta)
     expected = sum(row["requests"] // 2 for row in doc["windows"])
     assert sum(x.limited or 0 for x in parsed.total.windows) == expected > 0
+
+
+def test_connections_opening_one_by_one_are_not_a_leak() -> None:
+    # PostgreSQL's pool growing: each new backend adds ~2 MB once, three times over the run.
+    stairs = [(i * 2.0, 69.0 + 2.0 * (i >= 15) + 2.0 * (i >= 25) + 2.0 * (i >= 35)) for i in range(45)]
+    t = fx.memory_trend("postgres", stairs)
+    assert not t.leak, t.why

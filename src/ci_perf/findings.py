@@ -136,10 +136,10 @@ class MemoryTrend:
 
 
 def memory_trend(service: str, points: Sequence[tuple[float, float]], alpha: float = 0.01,
-                 min_growth_mb: float = 5.0, min_growth_ratio: float = 0.05,
+                 min_growth_mb: float = 5.0, min_growth_ratio: float = 0.10,
                  warmup_fraction: float = 0.2) -> MemoryTrend:  # fmt: skip
     """A leak is sustained growth beyond noise: after the warm-up (pools and caches filling), the
-    slope is positive with one-sided p < alpha, it grows in both halves of the span, and the growth
+    slope is positive with one-sided p < alpha, it grows steadily in both halves of the span, and the growth
     exceeds max(min_growth_mb, min_growth_ratio × the starting size). Samples of memory are
     autocorrelated, which makes the t-test overconfident: the growth and both-halves rules guard it."""
     pts = sorted(points)[int(len(points) * warmup_fraction):]
@@ -151,8 +151,10 @@ def memory_trend(service: str, points: Sequence[tuple[float, float]], alpha: flo
         return MemoryTrend(service, start, end, 0.0, None, False, "no spread in time")
     growth = trend.slope_per_min / 60 * (pts[-1][0] - pts[0][0])
     floor = max(min_growth_mb, min_growth_ratio * start)
+    # A leak grows steadily: each half of the span grows at a third of the whole's rate or more. A
+    # new connection or a cache filling once is a step: one half is flat.
     halves = [linear_trend(pts[: len(pts) // 2]), linear_trend(pts[len(pts) // 2:])]
-    sustained = all(h is not None and h.slope_per_min > 0 for h in halves)
+    sustained = all(h is not None and h.slope_per_min >= trend.slope_per_min / 3 > 0 for h in halves)
     leak = trend.p_value < alpha and growth >= floor and sustained
     if trend.p_value >= alpha:
         why = f"slope not significant (p={trend.p_value:.2g})"

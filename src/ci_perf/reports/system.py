@@ -153,9 +153,10 @@ def render_charts(system: SystemMetrics | None, meta: RunMeta, x_max: float | No
 def render_html_tables(system: SystemMetrics | None) -> str:
     if system is None:
         return ""
-    head = "".join(f"<th>{escape(h)}</th>" for h in ("Service", "CPU mean", "CPU peak", "Memory start → end",
-                                                     "Memory peak", "Note"))  # fmt: skip
-    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in service_row(s)) + "</tr>"
-                   for s in system.services)  # fmt: skip
+    header = ("Service", "CPU mean", "CPU peak", "Memory start → end", "Memory peak", "Note")
+    names = {0, len(header) - 1}  # text columns align left, as in the report's other tables
+    head = "".join(f'<th class="{"name" if i in names else ""}">{escape(h)}</th>' for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(f'<td class="{"name" if i in names else ""}">{escape(c)}</td>'
+                                    for i, c in enumerate(service_row(s))) + "</tr>" for s in system.services)
     items = "".join(f"<li>{escape(line)}</li>" for line in database_lines(system.database) + redis_lines(system.redis))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table><ul>{items}</ul>"
