@@ -30,7 +30,8 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spawn-rate", "-r", type=float, help="override the scenario's spawn rate (users/s)")
     p.add_argument("--duration", "-d", help="override the scenario's duration (30s, 5m, 1h)")
     p.add_argument("--script", type=Path, help="your own locustfile or k6 script instead of ours")
-    p.add_argument("--processes", type=int, help="Locust processes on this machine (default: one per core, at most one per user)")
+    p.add_argument("--processes", type=int,
+                   help="Locust processes on this machine (default: one per core, at most one per user)")
     p.add_argument("--window", dest="window_s", type=float, help="time-series window in seconds")
 
 
