@@ -40,6 +40,7 @@ def test_reports_show_resources_database_redis_and_the_findings() -> None:
     html = files["report.html"]
     assert 'aria-label="CPU per service"' in html and 'aria-label="Memory per service (anonymous RSS)"' in html
     assert 'aria-label="PostgreSQL connections"' in html and 'aria-label="Redis"' in html
+    assert "**Findings**\n\n- ❌ Memory leak in api" in files["comment.md"]  # the PR comment says it too
     suite = ET.fromstring(files["junit.xml"])
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     leak = cases["finding: Memory leak [api]"]

@@ -33,6 +33,7 @@ from ci_perf.reports.common import (
     shorten,
     sorted_endpoints,
 )
+from ci_perf.reports.findings import scenario_findings
 from ci_perf.reports.mdparts import ENDPOINT_HEADER, check_metric, endpoint_rows
 
 GITHUB_LIMIT = 65536
@@ -163,6 +164,13 @@ def _method(comparison: Comparison | None, budget: int) -> str:
     return text if len(text) <= budget else ""
 
 
+def _findings(outcome: Outcome, budget: int) -> str:
+    """What the scenario is for (breaking point, leak, recovery...), one line each."""
+    items = [f"- {STATUS_ICON[f.status].split()[0]} {escape_md(f.text)}" for f in scenario_findings(outcome)]
+    text = "**Findings**\n\n" + "\n".join(items) if items else ""
+    return text if len(text) <= budget else ""
+
+
 def _body(outcome: Outcome, links: Mapping[str, str], max_chars: int, fixed: list[str]) -> str:
     """Fill the budget in priority order, then lay the sections out in reading order."""
     head = [*fixed, _headline(outcome), _meta_line(outcome)]
@@ -171,6 +179,7 @@ def _body(outcome: Outcome, links: Mapping[str, str], max_chars: int, fixed: lis
     built: dict[str, str] = {}
     builders: list[tuple[str, Callable[[int], str]]] = [
         ("thresholds", lambda b: _thresholds(outcome, b)),
+        ("findings", lambda b: _findings(outcome, b)),
         ("compact", lambda b: _compact(outcome, b)),
         ("method", lambda b: _method(outcome.comparison, b)),
         ("charts", lambda b: _charts(outcome, b)),
@@ -181,7 +190,7 @@ def _body(outcome: Outcome, links: Mapping[str, str], max_chars: int, fixed: lis
         text = build(remaining) if remaining > 0 else ""
         built[name] = text
         remaining -= len(text) + 2 if text else 0
-    order = ("compact", "thresholds", "endpoints", "deltas", "charts", "method")
+    order = ("compact", "thresholds", "findings", "endpoints", "deltas", "charts", "method")
     parts = [*head, *(built[n] for n in order if built[n]), tail]
     return "\n\n".join(p for p in parts if p)[:max_chars] + "\n"
 
