@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -61,7 +63,7 @@ def _leftovers() -> set[str]:
     found |= {f"state file {p}" for p in glob.glob("/tmp/ci-perf-runs/*.json")}
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if any(word in cmd for word in _OUR_PROGRAMS) and "pytest" not in cmd:
+        if any(word in cmd for word in _OUR_PROGRAMS) and "pytest" not in cmd and _this_session(proc):
             found.add(f"process {proc.info['pid']}: {cmd[:120]}")
     try:
         import docker
@@ -74,7 +76,20 @@ def _leftovers() -> set[str]:
     return found
 
 
+# Every process the suite starts inherits this marker, so that other test runs on a shared machine
+# are never mistaken for ours.
+_SESSION_MARK = "CI_PERF_TEST_SESSION"
+
+
+def _this_session(proc: Any) -> bool:
+    try:
+        return bool(proc.environ().get(_SESSION_MARK) == os.environ.get(_SESSION_MARK))
+    except Exception:  # gone, or not ours to read
+        return False
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
+    os.environ[_SESSION_MARK] = f"{os.getpid()}-{time.time()}"
     session.config.stash[_BEFORE] = _leftovers()
 
 
