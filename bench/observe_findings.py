@@ -47,7 +47,7 @@ def main() -> None:
     env = {k: str(v) for k, v in (("CI_PERF_DEMO_LEAK_KB_PER_REQUEST", args.leak_kb),
                                   ("CI_PERF_DEMO_LATENCY_MS", args.latency_ms),
                                   ("RATE_LIMIT_PER_MINUTE", args.rate_limit)) if v}  # fmt: skip
-    folder = Path(tempfile.mkdtemp(prefix="ci-perf-bench-observe-"))
+    folder = Path(tempfile.mkdtemp(prefix="observe-findings-bench-"))
     code, outcome = observed_run(folder, args.scenario, args.users, args.duration, env, window_s=5.0)
     print(f"\nexit code {code}; reports in {folder}")
     for line in summary_lines(outcome.system):
