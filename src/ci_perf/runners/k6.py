@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import IO, Any
 
 from ci_perf.config import parse_shard
 from ci_perf.errors import RunnerError
+from ci_perf.net import free_port as _free_port
 from ci_perf.runners.base import Progress, RunArtifacts, RunSpec, register
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scenarios" / "k6_script.js"
@@ -56,12 +56,6 @@ def k6_version(exe: str) -> str:
     if not match:
         raise RunnerError(f"`{exe} version` printed no version: {out.stdout.strip() or out.stderr.strip()}")
     return match.group(1)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _files(raw: Path) -> dict[str, Path]:

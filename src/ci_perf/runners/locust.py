@@ -26,6 +26,7 @@ from typing import IO
 import ci_perf
 from ci_perf.auth import mask
 from ci_perf.errors import RunnerError
+from ci_perf.net import free_port
 from ci_perf.runners import locust_dist
 from ci_perf.runners.base import Progress, RunArtifacts, RunSpec, register
 
@@ -234,7 +235,7 @@ def run_locust(spec: RunSpec) -> RunArtifacts:
     for path in files.values():  # a stale file from an earlier run must not hide a crash
         path.unlink(missing_ok=True)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    port = locust_dist.free_port() if spec.workers or processes(spec) > 1 else spec.master_port
+    port = free_port() if spec.workers or processes(spec) > 1 else spec.master_port
     env = build_env(spec, files)
     if spec.expect_workers:
         print(f"ci-perf: Locust master waiting for {spec.expect_workers} worker(s) on port {port}: "

@@ -10,7 +10,6 @@ windows file; workers ship their windows to it (locust_plugin.py).
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +19,6 @@ from ci_perf.runners.base import RunSpec
 
 MASTER_WAIT_S = 60  # local workers that cannot connect within this fail the run instead of hanging it
 WORKER_GRACE_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def check_spec(spec: RunSpec) -> None:

@@ -9,10 +9,10 @@ publishes each service on 127.0.0.1 only.
 from __future__ import annotations
 
 import shlex
-import socket
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
+from ci_perf.net import free_port
 from ci_perf.services.base import LABEL, StackConfig, StackInfo
 
 SERVICE_LABEL = "ci-perf.service"
@@ -32,12 +32,6 @@ class ContainerSpec:
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0  # where it listens inside its network namespace
     host_port: int = 0  # where it answers on the host's 127.0.0.1 (same as port in host mode)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def labels(run_id: str, service: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ci_perf.errors import ConfigError, ServiceError
+from ci_perf.net import free_port
 from ci_perf.services import procs
 from ci_perf.services.base import StackConfig, StackInfo, register, wait_until
 
@@ -57,7 +58,7 @@ class LocalStack:
     def up(self) -> StackInfo:
         cfg = self.config
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
-        api_port = cfg.api_port or procs.free_port()
+        api_port = cfg.api_port or free_port()
         if cfg.api_port:
             procs.ensure_port_free(cfg.api_port, "api_port")
         try:
@@ -98,7 +99,7 @@ class LocalStack:
                 f"PostgreSQL binaries not found in {PG_BIN}; apt install postgresql or set CI_PERF_PG_BIN"
             )
         tmp = self._temp_dir("pg", user)
-        data, log, port = tmp / "data", cfg.log_dir / "postgres.log", procs.free_port()
+        data, log, port = tmp / "data", cfg.log_dir / "postgres.log", free_port()
         env = {**os.environ, "LC_ALL": "C.UTF-8"}
         initdb = [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
                   "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"]  # fmt: skip
@@ -134,7 +135,7 @@ class LocalStack:
         redis_server = shutil.which("redis-server")
         if not redis_server:
             raise ConfigError("redis-server not found on PATH; apt install redis-server")
-        tmp, port = self._temp_dir("redis", None), procs.free_port()
+        tmp, port = self._temp_dir("redis", None), free_port()
         argv = [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--dir", str(tmp), "--logfile", ""]  # fmt: skip
         proc = self._spawn("redis", argv, self.config.log_dir / "redis.log", dict(os.environ))

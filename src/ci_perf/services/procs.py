@@ -30,12 +30,6 @@ def state_dir() -> Path:
     return Path(runtime) / "ci-perf-runs" if runtime else Path("/tmp/ci-perf-runs")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def ensure_port_free(port: int, what: str) -> None:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is not "in use"
