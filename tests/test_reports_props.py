@@ -148,3 +148,18 @@ def test_render_all_gives_every_file() -> None:
     assert set(files) == set(RENDERERS)
     assert files["comment.md"].startswith("<!-- ci-perf:smoke_test:locust -->\n")
     assert "➖ not measured" in files["report.md"]
+
+
+def test_lost_workers_and_missing_shards_are_key_findings() -> None:
+    from dataclasses import replace
+
+    from ci_perf.reports.findings import findings
+
+    outcome = outcome_for("locust_failures")
+    meta = replace(outcome.result.meta, labels={"workers": "2", "workers_lost": "1", "workers_lost_ids": "w-2",
+                                                "shards_missing": "2/3"})
+    lost = replace(outcome, result=replace(outcome.result, meta=meta))
+    lines = findings(lost)
+    assert any("1 of 2 Locust workers were lost mid-run (w-2)" in line for line in lines)
+    assert any("shards 2/3 are missing" in line for line in lines)
+    assert not any("Load generators" in line for line in findings(outcome))

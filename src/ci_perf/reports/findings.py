@@ -72,7 +72,21 @@ def findings(outcome: Outcome) -> list[str]:
             for d in outcome.comparison.regressions))
     items += [f.text for f in scenario_findings(outcome)]
     items += system.summary_lines(outcome.system)
+    items += _scale_out_lines(result.meta.labels)
     return items
+
+
+def _scale_out_lines(labels: dict[str, str]) -> list[str]:
+    """A distributed run that lost part of its load generators says so: its totals are short."""
+    out = []
+    if labels.get("workers_lost", "0") != "0":
+        ids = labels.get("workers_lost_ids", "")
+        out.append(f"Load generators: {labels['workers_lost']} of {labels.get('workers', '?')} Locust workers were "
+                   f"lost mid-run{f' ({ids})' if ids else ''}; totals miss their share after they died")
+    if labels.get("shards_missing"):
+        out.append(f"Load generators: shards {labels['shards_missing']} are missing from this merge; "
+                   "totals cover the other shards only")
+    return out
 
 
 def scenario_findings(outcome: Outcome) -> list[Finding]:
