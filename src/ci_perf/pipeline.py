@@ -15,7 +15,6 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
@@ -301,6 +300,3 @@ def publish(outcome: Outcome, settings: Settings, written: Mapping[str, Path], e
 def eprint(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
