@@ -125,7 +125,14 @@ class ErrorCount:
 
 @dataclass(frozen=True)
 class EndpointStats:
-    """Totals for one endpoint (method + name), or for all requests when name == AGGREGATE."""
+    """Totals for one endpoint (method + name), or for all requests when name == AGGREGATE.
+
+    `failures` counts every request that failed: an unexpected status, a connection error, or a 2xx
+    answer that is wrong for what was sent (missing keys, a contradicting policy decision). The
+    latency figures (min..max, histogram, window percentiles) are over the successful requests only,
+    as k6's expected_response:true; `all_p95_ms` is the p95 over every request, for a labelled
+    figure beside it (None where the tool did not record it).
+    """
 
     method: str
     name: str
@@ -142,6 +149,11 @@ class EndpointStats:
     histogram: LatencyHistogram | None = None
     windows: tuple[Window, ...] = ()
     errors: tuple[ErrorCount, ...] = ()
+    all_p95_ms: float | None = field(default=None, metadata={"omit_none": True})
+
+    @property
+    def successes(self) -> int:
+        return self.requests - self.failures
 
     @property
     def key(self) -> str:
@@ -190,6 +202,9 @@ class RunResult:
     total: EndpointStats
     endpoints: tuple[EndpointStats, ...]
     availability: Availability | None = None
+    # Policy decisions answered 2xx, by value ("allow", "deny", anything else as sent), over the run;
+    # None where the tool did not count them (older results): left out of JSON.
+    decisions: dict[str, int] | None = field(default=None, metadata={"omit_none": True})
 
     def endpoint(self, key: str) -> EndpointStats | None:
         if key in (AGGREGATE, self.total.key):
@@ -367,6 +382,7 @@ def _decode_endpoint(d: Mapping[str, Any]) -> EndpointStats:
         histogram=LatencyHistogram.from_dict(hist) if hist is not None else None,
         windows=tuple(_decode_window(w) for w in d.get("windows", ())),
         errors=tuple(ErrorCount(**e) for e in d.get("errors", ())),
+        all_p95_ms=float(d["all_p95_ms"]) if d.get("all_p95_ms") is not None else None,
     )
 
 
@@ -388,6 +404,7 @@ def _decode_result(d: Mapping[str, Any]) -> RunResult:
             total=_decode_endpoint(d["total"]),
             endpoints=tuple(_decode_endpoint(e) for e in d["endpoints"]),
             availability=Availability(**avail) if avail else None,
+            decisions={str(k): int(v) for k, v in d["decisions"].items()} if d.get("decisions") else None,
         )
     except ResultError:
         raise
