@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from ci_perf.errors import ConfigError, ServiceError
+from ci_perf.services.services_spec import DatabaseSpec, ServiceSpec
 
 BackendName = Literal["docker", "local", "external"]
 BACKEND_NAMES: tuple[BackendName, ...] = ("docker", "local", "external")
@@ -43,6 +44,9 @@ class StackConfig:
     db_password: str = "sark"
     db_name: str = "sark"
     docker_network: Literal["host", "bridge"] = "host"  # bridge: per-run network, ports on 127.0.0.1
+    databases: tuple[DatabaseSpec, ...] = ()  # extra databases on the same server (e.g. sark_audit)
+    services: tuple[ServiceSpec, ...] = ()  # started after the databases, before the API
+    jwt_secret: str = ""  # handed to the API through {jwt_secret}
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,9 @@ def register(name: str) -> Callable[[BackendFactory], BackendFactory]:
 def get_backend(config: StackConfig) -> Stack:
     if config.backend not in BACKEND_NAMES:
         raise ConfigError(f"unknown backend {config.backend!r}; choose one of: {', '.join(BACKEND_NAMES)}")
+    from ci_perf.services.placeholders import check
+
+    check(config)  # an unknown placeholder is a usage error, before anything starts
     # Import only the backend asked for: it registers itself, and only docker.py needs the docker SDK.
     importlib.import_module(f"ci_perf.services.{config.backend}")
     return BACKENDS[config.backend](config)

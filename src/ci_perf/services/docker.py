@@ -8,6 +8,7 @@ whole stack down (logs saved first) before the error propagates.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import socket
 import threading
@@ -26,7 +27,9 @@ from docker.models.networks import Network
 from docker.utils import parse_repository_tag
 
 from ci_perf.errors import ConfigError, ServiceError
+from ci_perf.services import dbsetup
 from ci_perf.services import docker_spec as spec_
+from ci_perf.services import placeholders as ph
 from ci_perf.services.base import LABEL, StackConfig, StackInfo, _tail, register, wait_until
 from ci_perf.services.docker_spec import ContainerSpec
 
@@ -72,6 +75,13 @@ def _exposed_port(image: Image) -> int | None:
     ports = (image.attrs.get("Config") or {}).get("ExposedPorts") or {}
     tcp = sorted(int(p.split("/")[0]) for p in ports if p.endswith("/tcp"))
     return tcp[0] if tcp else None
+
+
+def _healthy(port: int, health: str) -> bool:
+    if health == "tcp":
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    return requests.get(f"http://127.0.0.1:{port}{health}", timeout=2).status_code == 200
 
 
 def _redis_ping(port: int) -> bool:
@@ -129,18 +139,28 @@ class DockerStack:
             self._network = self._client.networks.create(
                 spec_.network_name(cfg.run_id), driver="bridge", labels=spec_.labels(cfg.run_id, "network")
             )
-        db, redis, (api_image, exposed) = self._parallel(self._start_db, self._start_redis, self._api_image)
-        api = spec_.api_spec(cfg, api_image, exposed, db, redis)
+        images = [functools.partial(self._ensure_image, s.image, s.name) for s in cfg.services]
+        db, redis, (api_image, exposed), *_ = self._parallel(
+            self._start_db, self._start_redis, self._api_image, *images
+        )
+        ports = {s.name: spec_.service_address(cfg, s) for s in cfg.services}
+        api = spec_.api_spec(cfg, api_image, exposed, db, redis, ports)
+        values = spec_.stack_values(cfg, db, redis, api.port, ports)
+        services = [spec_.service_spec(cfg, s, ports[s.name], values) for s in cfg.services]
+        if services:  # after the databases, before the API; in parallel with each other
+            self._parallel(*(functools.partial(self._start_service, s) for s in services))
+        secret = sorted(ph.secret_names(cfg))
         if cfg.migrate_command:
-            self._job(spec_.job_spec(api, "migrate", cfg.migrate_command))
+            self._job(spec_.job_spec(api, "migrate", cfg.migrate_command, values, secret))
         container = self._run(api)
         url = f"http://127.0.0.1:{api.host_port}{cfg.health_path}"
         self._wait(api, container, lambda: requests.get(url, timeout=2).status_code == 200)
         if cfg.seed_command:
-            self._job(spec_.job_spec(api, "seed", cfg.seed_command))
+            self._job(spec_.job_spec(api, "seed", cfg.seed_command, values, secret))
+        observed = {**OBSERVED, **{s.name: s.name for s in cfg.services}}
         with self._lock:
             # Named as the local backend names its processes, for the system sampler.
-            containers = {OBSERVED[s]: c.id for s, c in self._containers if s in OBSERVED}
+            containers = {observed[s]: c.id for s, c in self._containers if s in observed}
         return replace(spec_.stack_info(cfg, db, redis, api), containers=containers)
 
     def _parallel(self, *tasks: Callable[[], Any]) -> list[Any]:
@@ -163,12 +183,30 @@ class DockerStack:
 
     def _start_db(self) -> ContainerSpec:
         self._ensure_image(self.cfg.db_image, "db")
-        spec = spec_.db_spec(self.cfg, self._has_timescaledb(self.cfg.db_image))
+        timescaledb = self._has_timescaledb(self.cfg.db_image)
+        spec = spec_.db_spec(self.cfg, timescaledb)
         container = self._run(spec)
         # TCP, not the socket: the official entrypoint's init-time server listens on the socket only.
         argv = ["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(spec.port), "-U", self.cfg.db_user]
         self._wait(spec, container, lambda: container.exec_run([*argv, "-d", self.cfg.db_name]).exit_code == 0)
+        if self.cfg.databases:
+            self._create_databases(container, timescaledb)
         return spec
+
+    def _create_databases(self, container: Container, timescaledb: bool) -> None:
+        """The extra databases, by psql inside the db container; the SQL (it may hold a password) goes
+        through the exec's environment and stdin, not its argv."""
+        sql = dbsetup.extra_databases_sql(self.cfg, timescaledb)
+        script = 'printf "%s" "$CI_PERF_SQL" | psql -X -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"'
+        code, output = container.exec_run(["sh", "-c", script], environment={"CI_PERF_SQL": sql})
+        if code != 0:
+            text = bytes(output or b"").decode("utf-8", "replace").strip()
+            raise ServiceError(f"db: creating the extra databases failed (exit {code}): {_tail(text, 20)}")
+
+    def _start_service(self, spec: ContainerSpec) -> None:
+        container = self._run(spec)
+        check = functools.partial(_healthy, spec.host_port, spec.health)
+        self._wait(spec, container, check)
 
     def _start_redis(self) -> ContainerSpec:
         self._ensure_image(self.cfg.redis_image, "redis")
@@ -237,7 +275,8 @@ class DockerStack:
             kind = ConfigError if isinstance(e, NotFound) else ServiceError
             raise kind(
                 f"{service} image {image!r} is not available locally and cannot be pulled ({_first_line(e)}); "
-                f"{hint}build or load it, or choose another with {spec_.IMAGE_FLAGS[service]}"
+                f"{hint}build or load it, or choose another with "
+                f"{spec_.IMAGE_FLAGS.get(service, f'stack.services.{service}.image')}"
             ) from None
 
     # -- containers ----------------------------------------------------------------------------------

@@ -9,11 +9,16 @@ publishes each service on 127.0.0.1 only.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
+from ci_perf.errors import ConfigError
 from ci_perf.net import free_port
+from ci_perf.services import placeholders as ph
 from ci_perf.services.base import LABEL, StackConfig, StackInfo
+from ci_perf.services.placeholders import Address
+from ci_perf.services.services_spec import ServiceSpec
 
 SERVICE_LABEL = "ci-perf.service"
 # Built by scripts/build-test-images; what runs when neither --api-image nor --api-build-context is given.
@@ -26,12 +31,13 @@ IMAGE_FLAGS = {"db": "--db-image", "redis": "--redis-image", "api": "--api-image
 
 @dataclass(frozen=True)
 class ContainerSpec:
-    service: str  # db | redis | api | migrate | seed: the label value and the log file name
+    service: str  # db | redis | api | migrate | seed | a declared service: the label value and the log name
     image: str
     command: list[str] | None  # None: the image's own CMD
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0  # where it listens inside its network namespace
     host_port: int = 0  # where it answers on the host's 127.0.0.1 (same as port in host mode)
+    health: str = ""  # declared services: "tcp" or an HTTP path
 
 
 def labels(run_id: str, service: str) -> dict[str, str]:
@@ -91,9 +97,16 @@ def redis_url(host: str, port: int) -> str:
     return f"redis://{host}:{port}/0"
 
 
+def service_address(cfg: StackConfig, service: ServiceSpec) -> tuple[int, int]:
+    """(port inside its namespace, port on the host's 127.0.0.1) for a declared service."""
+    port = service.port or free_port()
+    return (port, free_port()) if cfg.docker_network == "bridge" else (port, port)
+
+
 def api_spec(
-    cfg: StackConfig, image: str, exposed_port: int | None, db: ContainerSpec, redis: ContainerSpec
-) -> ContainerSpec:
+    cfg: StackConfig, image: str, exposed_port: int | None, db: ContainerSpec, redis: ContainerSpec,
+    services: Mapping[str, tuple[int, int]] | None = None,
+) -> ContainerSpec:  # fmt: skip
     """The API listens where we tell it when we own its command (the demo, or --api-command with
     {host}/{port}); a user image with its own CMD listens where it EXPOSEs (default 8000)."""
     demo = not cfg.api_image and not cfg.api_build_context
@@ -107,25 +120,62 @@ def api_spec(
             (cfg.api_port or fixed, cfg.api_port or fixed) if host_mode else _ports(cfg, fixed, cfg.api_port)
         )
     bind = "127.0.0.1" if host_mode else "0.0.0.0"
-    command: list[str] | None = None
-    if cfg.api_command:
-        command = shlex.split(cfg.api_command.replace("{host}", bind).replace("{port}", str(port)))
-    elif demo:
-        command = ["python", "-m", "ci_perf.demo", "--host", bind, "--port", str(port)]
+    values = ph.for_process(stack_values(cfg, db, redis, port, services or {}), bind, port)
     env = {
-        "DATABASE_URL": database_url(cfg, *_address(cfg, db)),
-        "REDIS_URL": redis_url(*_address(cfg, redis)),
+        "DATABASE_URL": values["database_url"],
+        "REDIS_URL": values["redis_url"],
         "SARK_API_KEY": cfg.api_key,
         "HOST": bind,
         "PORT": str(port),
-        **cfg.api_env,
+        **ph.fill_env(cfg.api_env, values, "api_env"),
     }
+    command: list[str] | None = None
+    if cfg.api_command and ph.uses(cfg.api_command, ph.secret_names(cfg)):
+        # A secret on the command line would show in `ps` and `docker inspect`: through a shell and the env.
+        text, secret_env = ph.fill_shell(cfg.api_command, values, ph.secret_names(cfg), "api_command")
+        command, env = ["sh", "-c", text], {**env, **secret_env}
+    elif cfg.api_command:
+        command = shlex.split(ph.fill(cfg.api_command, values, "api_command"))
+    elif demo:
+        command = ["python", "-m", "ci_perf.demo", "--host", bind, "--port", str(port)]
     return ContainerSpec("api", image, command, env, port, host_port)
 
 
-def job_spec(api: ContainerSpec, service: str, command: str) -> ContainerSpec:
+def stack_values(cfg: StackConfig, db: ContainerSpec, redis: ContainerSpec, api_port: int,
+                 services: Mapping[str, tuple[int, int]]) -> dict[str, str]:  # fmt: skip
+    """The placeholders as every container of the run sees the others."""
+    api_host = "127.0.0.1" if cfg.docker_network == "host" else container_name(cfg.run_id, "api")
+    others = {name: Address(*_address(cfg, ContainerSpec(name, "", None, port=port)))
+              for name, (port, _) in services.items()}  # fmt: skip
+    return ph.stack_values(cfg, Address(*_address(cfg, db)), Address(*_address(cfg, redis)),
+                           Address(api_host, api_port), others)  # fmt: skip
+
+
+def service_spec(cfg: StackConfig, service: ServiceSpec, ports: tuple[int, int],
+                 values: Mapping[str, str]) -> ContainerSpec:  # fmt: skip
+    """A declared service's container: its image, its args and env with placeholders filled in."""
+    where = f"stack.services.{service.name}"
+    if not service.image:
+        raise ConfigError(f"{where} has no image, which the docker backend runs; add image: (its command "
+                          "is for --backend local)")  # fmt: skip
+    port, host_port = ports
+    bind = "127.0.0.1" if cfg.docker_network == "host" else "0.0.0.0"
+    own = ph.for_process(values, bind, port)
+    for i, arg in enumerate(service.args):
+        if ph.uses(arg, ph.secret_names(cfg)):
+            raise ConfigError(f"{where}.args[{i}] puts a secret on a command line; pass it in {where}.env instead")
+    command = [ph.fill(a, own, f"{where}.args") for a in service.args] or None
+    env = {"HOST": bind, "PORT": str(port), **ph.fill_env(service.env, own, f"{where}.env")}
+    return ContainerSpec(service.name, service.image, command, env, port, host_port, service.health)
+
+
+def job_spec(api: ContainerSpec, service: str, command: str, values: Mapping[str, str] | None = None,
+             secret: Sequence[str] = ()) -> ContainerSpec:  # fmt: skip
     """A one-off container of the API image with the API's env (migrate, seed)."""
-    return replace(api, service=service, command=["sh", "-c", command], port=0, host_port=0)
+    own = ph.for_process(values or {}, api.env.get("HOST", ""), api.port) if values is not None else None
+    text, secret_env = ph.fill_shell(command, own, set(secret), f"{service}_command") if own else (command, {})
+    return replace(api, service=service, command=["sh", "-c", text], env={**api.env, **secret_env}, port=0,
+                   host_port=0)  # fmt: skip
 
 
 def stack_info(cfg: StackConfig, db: ContainerSpec, redis: ContainerSpec, api: ContainerSpec) -> StackInfo:

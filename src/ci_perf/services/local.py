@@ -6,6 +6,7 @@ in a process group we own; as root it runs as the `postgres` user, since Postgre
 
 from __future__ import annotations
 
+import functools
 import http.client
 import os
 import shutil
@@ -14,12 +15,14 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from urllib.parse import quote
 
 from ci_perf.errors import ConfigError, ServiceError
 from ci_perf.net import free_port
-from ci_perf.services import procs
+from ci_perf.services import dbsetup, procs
+from ci_perf.services import placeholders as ph
 from ci_perf.services.base import StackConfig, StackInfo, register, wait_until
+from ci_perf.services.placeholders import Address
+from ci_perf.services.services_spec import ServiceSpec
 
 PG_BIN = Path(os.environ.get("CI_PERF_PG_BIN", "/usr/lib/postgresql/15/bin"))
 # A throwaway database for load tests: durability buys nothing, speed and stable latency do.
@@ -34,16 +37,7 @@ PG_SETTINGS = {
     "logging_collector": "off",
 }
 SERVICES = ("postgres", "redis", "api")  # the long-running processes (not initdb, migrate, seed)
-SETUP_SQL = """\
-CREATE ROLE :"user" LOGIN PASSWORD :'password';
-CREATE DATABASE :"db" OWNER :"user";
-\\connect :"db"
-CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
--- The system sampler connects as the app's user: let it reset the statement counters at the start
--- of the load and see every session in pg_stat_activity.
-GRANT EXECUTE ON FUNCTION pg_stat_statements_reset(oid, oid, bigint) TO :"user";
-GRANT pg_read_all_stats TO :"user";
-"""
+LOOPBACK = "127.0.0.1"
 
 
 @register("local")
@@ -58,23 +52,33 @@ class LocalStack:
     def up(self) -> StackInfo:
         cfg = self.config
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
-        api_port = cfg.api_port or free_port()
-        if cfg.api_port:
-            procs.ensure_port_free(cfg.api_port, "api_port")
+        without = [s.name for s in cfg.services if not s.command]
+        if without:
+            raise ConfigError(f"stack.services.{without[0]} has no command, which the local backend runs; "
+                              "add command: (its image is for --backend docker)")
+        for what, port in [("api_port", cfg.api_port)] + [(f"stack.services.{s.name}.port", s.port)
+                                                          for s in cfg.services]:  # fmt: skip
+            if port:
+                procs.ensure_port_free(port, what)
+        api = Address(LOOPBACK, cfg.api_port or free_port())
+        services = {s.name: Address(LOOPBACK, s.port or free_port()) for s in cfg.services}
         try:
-            database_url = self._start_postgres()
-            redis_url = self._start_redis()
-            env = self._service_env(database_url, redis_url, api_port)
+            db = Address(LOOPBACK, self._start_postgres())
+            redis = Address(LOOPBACK, self._start_redis())
+            values = ph.stack_values(cfg, db, redis, api, services)
+            self._start_services(values, services)
+            env = self._api_env(values, api.port)
             if cfg.migrate_command:
-                self._run_step("migrate", cfg.migrate_command, env)
-            base_url = self._start_api(api_port, env)
+                self._run_step("migrate", cfg.migrate_command, env, values)
+            base_url = self._start_api(api.port, env, values)
             if cfg.seed_command:
-                self._run_step("seed", cfg.seed_command, {**env, "SARK_BASE_URL": base_url})
+                self._run_step("seed", cfg.seed_command, {**env, "SARK_BASE_URL": base_url}, values)
         except BaseException:
             self.down()
             raise
-        return StackInfo(base_url=base_url, database_url=database_url, redis_url=redis_url, run_id=cfg.run_id,
-                         pids={p.name: p.popen.pid for p in self.processes if p.name in SERVICES})
+        names = {*SERVICES, *services}
+        return StackInfo(base_url=base_url, database_url=values["database_url"], redis_url=values["redis_url"],
+                         run_id=cfg.run_id, pids={p.name: p.popen.pid for p in self.processes if p.name in names})
 
     def down(self) -> None:
         """Stop everything we started (newest first) and remove our temp dirs; safe to call twice."""
@@ -92,7 +96,7 @@ class LocalStack:
 
     # --- PostgreSQL ---------------------------------------------------------------------------
 
-    def _start_postgres(self) -> str:
+    def _start_postgres(self) -> int:
         cfg, user = self.config, procs.service_user()
         if not (PG_BIN / "postgres").exists():
             raise ConfigError(
@@ -114,24 +118,23 @@ class LocalStack:
         ready = [str(PG_BIN / "pg_isready"), "-q", "-h", str(tmp), "-p", str(port)]
         self._wait("postgres", proc, lambda: procs.run_logged("pg_isready", ready, tmp / "ready.log", env, 5)[0] == 0)
         psql = [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(tmp), "-p", str(port),
-                "-U", "postgres", "-d", "postgres", "-f", str(self._setup_script(tmp, user)),
-                "-v", f"user={cfg.db_user}", "-v", f"password={cfg.db_password}",
-                "-v", f"db={cfg.db_name}"]  # fmt: skip
+                "-U", "postgres", "-d", "postgres", "-f", str(self._setup_script(tmp, user))]  # fmt: skip
         code, out = procs.run_logged("psql", psql, log, env, 60, user=user)
         if code != 0:
-            raise ServiceError(f"postgres: creating user and database failed (exit {code})\n{out.strip()}")
-        auth = f"{quote(cfg.db_user, safe='')}:{quote(cfg.db_password, safe='')}"
-        return f"postgresql://{auth}@127.0.0.1:{port}/{quote(cfg.db_name, safe='')}"
+            raise ServiceError(f"postgres: creating the app's role and databases failed (exit {code})\n{out.strip()}")
+        return port
 
     def _setup_script(self, tmp: Path, user: str | None) -> Path:
         path = tmp / "setup.sql"
-        path.write_text(SETUP_SQL)
+        # Holds passwords: a file in our private temp dir, never psql's argv.
+        path.write_text(dbsetup.app_sql(self.config) + dbsetup.extra_databases_sql(self.config))
+        path.chmod(0o600)
         procs.chown_to(path, user)
         return path
 
     # --- Redis and the API ----------------------------------------------------------------------
 
-    def _start_redis(self) -> str:
+    def _start_redis(self) -> int:
         redis_server = shutil.which("redis-server")
         if not redis_server:
             raise ConfigError("redis-server not found on PATH; apt install redis-server")
@@ -140,28 +143,51 @@ class LocalStack:
                 "--daemonize", "no", "--dir", str(tmp), "--logfile", ""]  # fmt: skip
         proc = self._spawn("redis", argv, self.config.log_dir / "redis.log", dict(os.environ))
         self._wait("redis", proc, lambda: _redis_ping(port))
-        return f"redis://127.0.0.1:{port}/0"
+        return port
 
-    def _service_env(self, database_url: str, redis_url: str, api_port: int) -> dict[str, str]:
+    def _start_services(self, values: dict[str, str], addresses: dict[str, Address]) -> None:
+        """Start every declared service at once, then wait for each (they come up in parallel)."""
+        started = [(spec, self._spawn_service(spec, values, addresses[spec.name])) for spec in self.config.services]
+        for spec, proc in started:
+            port = addresses[spec.name].port
+            what = f"service {spec.name} (127.0.0.1:{port}, health {spec.health})"
+            self._wait(what, proc, functools.partial(_healthy, port, spec.health))
+
+    def _spawn_service(self, spec: ServiceSpec, values: dict[str, str], address: Address) -> procs.Proc:
+        own = ph.for_process(values, address.host, address.port)
+        where = f"stack.services.{spec.name}"
+        command, secret_env = ph.fill_shell(spec.command, own, ph.secret_names(self.config), f"{where}.command")
+        env = {**os.environ, "HOST": address.host, "PORT": str(address.port)}
+        env.update({**ph.fill_env(spec.env, own, f"{where}.env"), **secret_env})
+        return self._spawn(spec.name, ["/bin/sh", "-c", command], self.config.log_dir / f"{spec.name}.log", env)
+
+    def _api_env(self, values: dict[str, str], api_port: int) -> dict[str, str]:
+        """What the API (and migrate/seed) get: the generic names, then api_env with placeholders filled."""
         cfg = self.config
-        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "SARK_API_KEY": cfg.api_key}
-        env.update({"HOST": "127.0.0.1", "PORT": str(api_port), **cfg.api_env})
+        env = {**os.environ, "DATABASE_URL": values["database_url"], "REDIS_URL": values["redis_url"],
+               "SARK_API_KEY": cfg.api_key, "HOST": LOOPBACK, "PORT": str(api_port)}  # fmt: skip
+        env.update(ph.fill_env(cfg.api_env, ph.for_process(values, LOOPBACK, api_port), "api_env"))
         return env
 
-    def _start_api(self, port: int, env: dict[str, str]) -> str:
+    def _start_api(self, port: int, env: dict[str, str], values: dict[str, str]) -> str:
         cfg = self.config
-        if cfg.api_command:  # a shell command line; {host} and {port} are filled in
-            argv = ["/bin/sh", "-c", cfg.api_command.replace("{host}", "127.0.0.1").replace("{port}", str(port))]
+        if cfg.api_command:  # a shell command line; placeholders filled in, secrets through the env
+            command, secret_env = ph.fill_shell(cfg.api_command, ph.for_process(values, LOOPBACK, port),
+                                                ph.secret_names(cfg), "api_command")  # fmt: skip
+            argv, env = ["/bin/sh", "-c", command], {**env, **secret_env}
         else:
-            argv = [sys.executable, "-m", "ci_perf.demo", "--host", "127.0.0.1", "--port", str(port)]
+            argv = [sys.executable, "-m", "ci_perf.demo", "--host", LOOPBACK, "--port", str(port)]
         proc = self._spawn("api", argv, cfg.log_dir / "api.log", env)
         base_url = f"http://127.0.0.1:{port}"
         self._wait(f"api ({base_url}{cfg.health_path})", proc, lambda: _http_ok(port, cfg.health_path))
         return base_url
 
-    def _run_step(self, name: str, command: str, env: dict[str, str]) -> None:
+    def _run_step(self, name: str, command: str, env: dict[str, str], values: dict[str, str]) -> None:
         log = self.config.log_dir / f"{name}.log"
-        code, out = procs.run_logged(name, ["/bin/sh", "-c", command], log, env, self.config.health_timeout_s)
+        own = ph.for_process(values, LOOPBACK, int(values["api_port"]))
+        filled, secret_env = ph.fill_shell(command, own, ph.secret_names(self.config), f"{name}_command")
+        code, out = procs.run_logged(name, ["/bin/sh", "-c", filled], log, {**env, **secret_env},
+                                     self.config.health_timeout_s)  # fmt: skip
         if code != 0:
             raise ServiceError(f"{name} command failed (exit {code}): {command}\n{_tail_text(out)}")
 
@@ -190,7 +216,9 @@ def cleanup_local(run_id: str | None) -> list[str]:
     folder = procs.state_dir()
     if not folder.is_dir():
         return []
-    files = [folder / f"{run_id}.json"] if run_id else sorted(folder.glob("*.json"))
+    # <run_id>.json: the local backend's processes; <run_id>.<part>.json: other parts of the run (tokens).
+    files = [folder / f"{run_id}.json", *sorted(folder.glob(f"{run_id}.*.json"))] if run_id \
+        else sorted(folder.glob("*.json"))
     removed: list[str] = []
     for path in files:
         if path.exists():
@@ -202,6 +230,13 @@ def _redis_ping(port: int) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
         s.sendall(b"PING\r\n")
         return s.recv(64).startswith(b"+PONG")
+
+
+def _healthy(port: int, health: str) -> bool:
+    if health == "tcp":
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    return _http_ok(port, health)
 
 
 def _http_ok(port: int, path: str) -> bool:
