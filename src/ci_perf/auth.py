@@ -20,6 +20,10 @@ class Auth:
     csrf_token: str = ""  # sent on writes only, as header and cookie (SARK's double-submit CSRF)
     csrf_header: str = "X-CSRF-Token"
     csrf_cookie: str = "csrf_token"
+    # A JSON file of per-identity JWTs minted by ci-perf (contract C5, ci_perf.tokens); "" = none.
+    tokens_file: str = ""
+    # Values to mask that the tools never receive (the JWT signing secret, every minted token).
+    masked: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Auth:
@@ -47,12 +51,14 @@ class Auth:
 
     def secrets(self) -> list[str]:
         """Every value that must never appear in output: masked in logs and reports."""
-        values = [self.api_key, self.bearer_token, self.csrf_token, *self.cookies.values()]
+        values = [self.api_key, self.bearer_token, self.csrf_token, *self.cookies.values(), *self.masked]
         values += [v for k, v in self.headers.items() if k.lower() in _SECRET_HEADERS]
         return [v for v in values if v]
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        data = asdict(self)
+        del data["masked"]  # stays in ci-perf: the tools read the tokens from tokens_file
+        return json.dumps(data)
 
 
 _SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "x-csrf-token", "x-auth-token", "proxy-authorization"}

@@ -47,6 +47,8 @@ def _add_scale_out_options(p: argparse.ArgumentParser) -> None:
 
 def _add_stack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", type=Path, help="ci-perf.yml (default ./ci-perf.yml when present)")
+    p.add_argument("--preset", choices=("sark", "none"),
+                   help="wire the stack and auth for a known API (default: sark with the bundled demo API)")
     p.add_argument("--backend", "-b", choices=BACKEND_NAMES,
                    help="where the system under test runs (default: external with --host, else local)")
     p.add_argument("--host", help="base URL of an already running API (external backend)")
@@ -60,7 +62,8 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
                    help="docker backend: host networking (default) or a per-run bridge network")
     p.add_argument("--api-build-context", help="build the API image from this folder (docker backend)")
     p.add_argument("--api-command", help="API command (local backend; default: the demo target)")
-    p.add_argument("--api-env", action="append", metavar="KEY=VALUE", help="API environment, repeatable")
+    p.add_argument("--api-env", action="append", metavar="KEY=VALUE",
+                   help="API environment, repeatable; adds to CI_PERF_API_ENV and ci-perf.yml (later wins per key)")
     p.add_argument("--migrate-command", help="run after the database is up, before the API")
     p.add_argument("--seed-command", help="run after the API is healthy, before the test")
 

@@ -19,6 +19,8 @@ import yaml
 from ci_perf.errors import ConfigError
 from ci_perf.model import TOOLS, Tool
 from ci_perf.services.base import BACKEND_NAMES, BackendName
+from ci_perf.services.services_spec import DatabaseSpec, ServiceSpec, parse_databases, parse_services
+from ci_perf.tokens import JwtConfig, parse_jwt
 
 DEFAULT_CONFIG_FILE = "ci-perf.yml"
 
@@ -54,6 +56,11 @@ class Settings:
     api_env: dict[str, str] = field(default_factory=dict)
     migrate_command: str = ""
     seed_command: str = ""
+    preset: str = ""  # sark | none; empty: sark with the bundled demo API, else none (ci_perf.presets)
+    databases: tuple[DatabaseSpec, ...] = ()  # stack.databases: extra databases on the same server
+    services: dict[str, ServiceSpec] = field(default_factory=dict)  # stack.services
+    jwt: JwtConfig | None = None  # auth.jwt: ci-perf mints the tokens
+    csrf: bool | None = None  # auth.csrf: generate a CSRF token (None: as the preset says)
     baseline: str = ""  # file:PATH | github-artifact | gitlab-artifact | comment
     fail_on_regression: bool = False
     min_effect: float = 0.10
@@ -66,11 +73,19 @@ class Settings:
     def resolved_backend(self) -> BackendName:
         return self.backend or ("external" if self.host else "local")
 
+    @property
+    def demo_api(self) -> bool:
+        """The bundled demo target is the API under test (a stack we start, no API of the user's)."""
+        return self.resolved_backend != "external" and not (
+            self.api_command or self.api_image or self.api_build_context
+        )
+
 
 _FIELDS = {f.name: f for f in fields(Settings)}
 _PATH_FIELDS = {"report_dir", "script"}
 # Keys in ci-perf.yml that are nested sections rather than settings.
-_SECTIONS = {"scenarios", "health", "stack", "baseline"}
+_SECTIONS = {"scenarios", "health", "stack", "baseline", "auth"}
+_AUTH_KEYS = {"jwt", "csrf"}
 
 
 def parse_duration(value: Any, what: str = "duration") -> int:
@@ -130,6 +145,10 @@ def _flatten_file(data: Mapping[str, Any], scenario: str) -> dict[str, Any]:
     health = data.get("health") or {}
     flat.update({f"health_{k}": v for k, v in health.items()})
     flat.update({k.replace("-", "_"): v for k, v in (data.get("stack") or {}).items()})
+    auth = data.get("auth") or {}
+    if not isinstance(auth, Mapping) or set(auth) - _AUTH_KEYS:
+        raise ConfigError("auth in ci-perf.yml takes jwt: {...} and csrf: true|false (secrets come from the env)")
+    flat.update(auth)
     baseline = data.get("baseline")
     if isinstance(baseline, Mapping):
         flat.update({("baseline" if k == "source" else k): v for k, v in baseline.items()})
@@ -172,7 +191,17 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "shard":
         index, total = parse_shard(value)
         return f"{index}/{total}"
-    if name in ("fail_on_regression", "comment", "master", "histogram"):
+    if name == "databases":
+        return parse_databases(value)
+    if name == "services":
+        return parse_services(yaml.safe_load(value) if isinstance(value, str) else value)
+    if name == "jwt":
+        return parse_jwt(value)
+    if name == "preset":
+        from ci_perf.presets import check_name
+
+        return check_name(str(value).strip().lower())
+    if name in ("fail_on_regression", "comment", "master", "histogram", "csrf"):
         return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
     if name in ("users", "processes", "workers", "expect_workers", "master_port"):
         return _number(int, name, value)
@@ -206,7 +235,9 @@ _ALIASES = {"duration": "duration_s", "health_timeout": "health_timeout_s", "win
 
 def _env_lines(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for line in filter(None, (ln.strip() for ln in text.splitlines())):
+    for line in (ln.strip() for ln in text.splitlines()):
+        if not line or line.startswith("#"):
+            continue
         key, found, value = line.partition("=")
         if not found or not key.strip():
             raise ConfigError(f"CI_PERF_API_ENV line {line!r} must look like KEY=VALUE")
@@ -236,7 +267,10 @@ def build_settings(
     data = load_file(config_file)
     if not scenario:
         scenario = str(data.get("scenario") or Settings.scenario)
-    merged = {**_normalise(_flatten_file(data, scenario), str(config_file or DEFAULT_CONFIG_FILE)),
-              **env_set, **_normalise(cli_set, "the command line")}
+    layers = [_normalise(_flatten_file(data, scenario), str(config_file or DEFAULT_CONFIG_FILE)), env_set,
+              _normalise(cli_set, "the command line")]  # fmt: skip
+    merged = {k: v for layer in layers for k, v in layer.items()}
+    # api_env adds up: the file's, then CI_PERF_API_ENV, then --api-env; the later wins per key.
+    merged["api_env"] = {k: v for layer in layers for k, v in (layer.get("api_env") or {}).items()}
     merged["scenario"] = scenario
     return Settings(**merged)

@@ -8,6 +8,7 @@ down on every way out: success, failure, timeout, Ctrl-C and SIGTERM.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import signal
@@ -19,9 +20,10 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
+from ci_perf import presets
 from ci_perf.auth import Auth, mask
 from ci_perf.config import Settings
-from ci_perf.errors import EXIT_GATE_FAILED, EXIT_OK, ResultError
+from ci_perf.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError, ResultError
 from ci_perf.model import Comparison, Outcome, RunMeta, RunResult, Status
 from ci_perf.observe import SystemMetrics, SystemSampler, Targets, targets_for
 from ci_perf.parsers import get_parser
@@ -29,6 +31,7 @@ from ci_perf.probe import HealthProbe, wait_for_health
 from ci_perf.runners import RunSpec, get_runner
 from ci_perf.scenarios.catalog import Scenario, get_scenario
 from ci_perf.services.base import StackConfig, StackInfo, get_backend
+from ci_perf.tokens import JwtConfig, horizon_for, mint, new_secret, tokens_file
 
 
 def scenario_for(settings: Settings) -> Scenario:
@@ -40,7 +43,15 @@ def default_window_s(duration_s: float) -> float:
     return float(max(1, min(30, round(duration_s / 20))))
 
 
-def stack_config(settings: Settings, api_key: str, run_id: str | None = None) -> StackConfig:
+def stack_config(settings: Settings, api_key: str, run_id: str | None = None,
+                 jwt_secret: str | None = None) -> StackConfig:  # fmt: skip
+    """The stack to start: the user's stack settings over the preset's (ci_perf.presets)."""
+    preset = presets.resolve(settings.preset, settings.demo_api)
+    api_env, databases, services = presets.stack_parts(preset, dict(settings.api_env), settings.databases,
+                                                       dict(settings.services))  # fmt: skip
+    if jwt_secret is None:
+        plan = jwt_plan(settings, os.environ)
+        jwt_secret = plan[1] if plan else ""
     config = StackConfig(
         backend=settings.resolved_backend,
         log_dir=settings.report_dir / "logs",
@@ -53,20 +64,59 @@ def stack_config(settings: Settings, api_key: str, run_id: str | None = None) ->
         docker_network="bridge" if settings.docker_network == "bridge" else "host",
         api_build_context=settings.api_build_context,
         api_command=settings.api_command,
-        api_env=dict(settings.api_env),
+        api_env=api_env,
         migrate_command=settings.migrate_command,
         seed_command=settings.seed_command,
         api_key=api_key,
+        databases=databases,
+        services=services,
+        jwt_secret=jwt_secret,
     )
     return replace(config, run_id=run_id) if run_id else config
 
 
-def auth_for(settings: Settings, env: Mapping[str, str]) -> Auth:
-    """Auth from the environment. A stack we start ourselves gets a fresh key when none is given."""
+def jwt_plan(settings: Settings, env: Mapping[str, str]) -> tuple[JwtConfig, str] | None:
+    """(how to mint, the signing secret) when ci-perf mints JWTs: auth.jwt, or the preset's. The secret
+    comes from the env var the config names; a stack ci-perf starts gets a fresh one when it is unset."""
+    preset = presets.resolve(settings.preset, settings.demo_api)
+    config = settings.jwt or preset.jwt
+    if config is None:
+        return None
+    secret = env.get(config.secret_env, "")
+    if not secret and settings.resolved_backend == "external":
+        raise ConfigError(f"ci-perf mints JWTs for this run but {config.secret_env} is not set; set it to the "
+                          "API's JWT signing secret (or use --preset none with CI_PERF_BEARER_TOKEN)")  # fmt: skip
+    return config, secret or new_secret()
+
+
+def auth_for(settings: Settings, env: Mapping[str, str], plan: tuple[JwtConfig, str] | None = None) -> Auth:
+    """Auth from the environment. A stack we start ourselves gets a fresh API key when none is given,
+    unless ci-perf mints JWTs (then X-API-Key is sent only when CI_PERF_API_KEY asks for it)."""
     auth = Auth.from_env(env)
-    if not auth.api_key and settings.resolved_backend != "external":
+    if plan is not None:
+        auth = replace(auth, masked=(*auth.masked, plan[1]))
+    elif not auth.api_key and settings.resolved_backend != "external":
         auth = replace(auth, api_key=settings.api_key or "sk_ci_perf_" + secrets.token_hex(12))
+    preset = presets.resolve(settings.preset, settings.demo_api)
+    csrf = preset.csrf if settings.csrf is None else settings.csrf
+    if csrf and not auth.csrf_token:  # SARK wants at least 32 characters
+        auth = replace(auth, csrf_token=secrets.token_urlsafe(32))
     return auth
+
+
+@contextmanager
+def minted_tokens(plan: tuple[JwtConfig, str] | None, scenario: Scenario, run_id: str,
+                  auth: Auth) -> Iterator[Auth]:  # fmt: skip
+    """The run's JWTs in their private file (C5) for as long as the load runs; `auth` pointing at them."""
+    if plan is None:
+        yield auth
+        return
+    config, secret = plan
+    peak = max([1.0, *(s.users_fraction for s in scenario.stages)])
+    identities = config.identities or max(1, math.ceil(scenario.users * peak))
+    tokens = mint(config, secret, identities, horizon_for(scenario.duration_s))
+    with tokens_file(tokens, run_id) as path:
+        yield replace(auth, tokens_file=str(path), masked=(*auth.masked, *tokens.all()))
 
 
 class Terminated(KeyboardInterrupt):
@@ -272,9 +322,12 @@ def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     check_scale_out(settings)
     scenario = scenario_for(settings)
-    auth = auth_for(settings, env)
+    plan = jwt_plan(settings, env)
+    auth = auth_for(settings, env, plan)
+    config = stack_config(settings, auth.api_key, jwt_secret=plan[1] if plan else "")
     settings.report_dir.mkdir(parents=True, exist_ok=True)
-    with sigterm_as_interrupt(), running_stack(stack_config(settings, auth.api_key)) as info:
+    with sigterm_as_interrupt(), running_stack(config) as info, \
+            minted_tokens(plan, scenario, config.run_id, auth) as auth:
         result, system = run_load(settings, scenario, info.base_url, auth, targets_for(info, env))
     outcome = evaluate(settings, scenario, result, system)
     written = write_outputs(outcome, settings.report_dir, auth.secrets(), settings.fail_on_regression)
