@@ -102,3 +102,31 @@ def test_env_uses_the_flag_names_and_api_env_lines() -> None:
 def test_bad_api_env_line_is_one_line() -> None:
     with pytest.raises(ConfigError, match="CI_PERF_API_ENV line 'oops' must look like KEY=VALUE"):
         build_settings({}, env={"CI_PERF_API_ENV": "oops"})
+
+
+def test_api_env_adds_up_file_then_env_then_command_line(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "stack: {api_env: {A: file, B: file, C: file}}\n")
+    env = {"CI_PERF_API_ENV": "# a comment\nB=env\nC=env\n"}
+    s = build_settings({"api_env": {"C": "cli", "D": "cli"}}, env=env, config_file=cfg)
+    assert s.api_env == {"A": "file", "B": "env", "C": "cli", "D": "cli"}
+
+
+def test_auth_stack_databases_and_services_sections(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path,
+        "preset: sark\nauth: {jwt: {ttl: 10m, identities: 3, role: admin}, csrf: false}\n"
+        "stack:\n  databases: [sark_audit, {name: extra, user: other}]\n"
+        "  services:\n    opa: {image: openpolicyagent/opa, args: [run, --server, --addr, '{host}:{port}'],"
+        " port: 8181, health: /health}\n",
+    )
+    s = build_settings({}, env={}, config_file=cfg)
+    assert s.preset == "sark" and s.csrf is False
+    assert s.jwt is not None and (s.jwt.ttl_s, s.jwt.identities, s.jwt.role) == (600, 3, "admin")
+    assert [d.name for d in s.databases] == ["sark_audit", "extra"] and s.databases[1].user == "other"
+    assert s.services["opa"].args == ("run", "--server", "--addr", "{host}:{port}") and s.services["opa"].port == 8181
+
+
+def test_bad_auth_section_is_one_line(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "auth: {api_key: x}\n")
+    with pytest.raises(ConfigError, match=r"auth in ci-perf\.yml takes jwt"):
+        build_settings({}, env={}, config_file=cfg)

@@ -105,7 +105,7 @@ def new_secret() -> str:
 def schedule(config: JwtConfig, horizon_s: float, now: float) -> list[tuple[float, float]]:
     """(use_until, exp) per token of one identity, covering now .. now + horizon_s."""
     step, margin = config.ttl_s - config.margin_s, config.margin_s
-    count = max(1, math.ceil(horizon_s / step))
+    count = math.ceil(horizon_s / step) + 1  # +1: whole-second exps may fall short of the horizon
     exps = [math.floor(now + (k + 1) * step + margin) for k in range(count)]  # JWT exp is whole seconds
     return [(exp - margin, float(exp)) for exp in exps]
 
