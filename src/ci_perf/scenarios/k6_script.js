@@ -2,7 +2,8 @@
 //
 // Contract (env, set by ci_perf.runners.k6; secrets never travel in argv):
 //   CI_PERF_SCENARIO      Scenario.to_json(): mix, think_time_s, stages, expected_statuses, tasks, load
-//   CI_PERF_AUTH          Auth as JSON (headers, api key, bearer, cookies, CSRF header+cookie on writes)
+//   CI_PERF_AUTH          Auth as JSON (headers, api key, bearer, cookies, CSRF header+cookie on writes;
+//                         tokens_file: per-identity bearer tokens, contract C5, see identity.py)
 //   CI_PERF_HOST          base URL of the API
 //   CI_PERF_WINDOW_S      time-series window (s); widened so that a run has at most MAX_WINDOWS
 //   CI_PERF_SUMMARY_FILE  where handleSummary writes k6's summary data plus a `ci_perf` block
@@ -14,6 +15,8 @@
 import http from 'k6/http';
 import exec from 'k6/execution';
 import { check, sleep } from 'k6';
+import { SharedArray } from 'k6/data';
+import crypto from 'k6/crypto';
 
 const FORMAT = 1;
 // k6 compares every sample's tags with every declared sub-metric of its metric (~80 ns each, measured
@@ -110,6 +113,50 @@ export const options = {
 
 http.setResponseCallback(http.expectedStatuses({ min: 200, max: 399 }, ...EXPECTED));
 
+// --- identities (contract C5; the same rules as ci_perf.scenarios.identity) ------------------------
+
+// Parsed once, shared read-only by every VU: a VU decodes only its own identity's element.
+const IDENTITIES = AUTH.tokens_file ? new SharedArray('ci-perf identities', () => {
+  const doc = JSON.parse(open(AUTH.tokens_file));
+  return doc.subjects.map((subject, i) => ({ subject, tokens: doc.tokens[i] }));
+}) : null;
+const USER_NAMESPACE = '6f1c2d3e8a4b5c6d9e0fa1b2c3d4e5f6';
+
+// uuid5(USER_NAMESPACE, name), as Python's uuid.uuid5.
+function uuid5(name) {
+  const bytes = new Uint8Array(16 + name.length);
+  for (let i = 0; i < 16; i++) bytes[i] = parseInt(USER_NAMESPACE.substr(i * 2, 2), 16);
+  for (let i = 0; i < name.length; i++) bytes[16 + i] = name.charCodeAt(i); // ASCII names only
+  const h = crypto.sha1(bytes.buffer, 'hex').slice(0, 32).split('');
+  h[12] = '5';
+  h[16] = ((parseInt(h[16], 16) & 0x3) | 0x8).toString(16);
+  const x = h.join('');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+let identity = null; // this VU's: { userId, tokens: [[use_until, jwt], ...] | null, at }
+
+function me() {
+  if (identity === null) {
+    const n = exec.vu.idInTest - 1; // global VU number, 0-based
+    if (IDENTITIES) {
+      const e = IDENTITIES[n % IDENTITIES.length];
+      identity = { userId: e.subject, tokens: e.tokens, at: 0 };
+    } else {
+      identity = { userId: uuid5(`ci-perf-user-${n}`), tokens: null, at: 0 };
+    }
+  }
+  return identity;
+}
+
+// The first token still usable now, else the last; the cursor only moves forward.
+function bearer(id) {
+  const now = Date.now() / 1000;
+  const last = id.tokens.length - 1;
+  while (id.at < last && id.tokens[id.at][0] <= now) id.at += 1;
+  return id.tokens[id.at][1];
+}
+
 // --- requests ------------------------------------------------------------------------------------
 
 function windowIndex() {
@@ -121,6 +168,8 @@ function params(name, write) {
   const cookies = Object.assign({}, AUTH.cookies || {});
   if (AUTH.api_key) headers[AUTH.api_key_header || 'X-API-Key'] = AUTH.api_key;
   if (AUTH.bearer_token) headers.Authorization = `Bearer ${AUTH.bearer_token}`;
+  const id = me();
+  if (id.tokens) headers.Authorization = `Bearer ${bearer(id)}`;
   if (write) {
     headers['Content-Type'] = 'application/json';
     if (AUTH.csrf_token) { // SARK's double-submit CSRF: header and cookie, on writes only
@@ -202,11 +251,11 @@ const TASKS = {
     if (id) get(`/api/v1/servers/${id}`, NAMES.get_server);
   },
   evaluate_tool_invocation: () => {
-    post('/api/v1/policy/evaluate', { action: 'tool:invoke', tool: pick(TOOL_NAMES),
+    post('/api/v1/policy/evaluate', { user_id: me().userId, action: 'tool:invoke', tool: pick(TOOL_NAMES),
       server_id: ids.length ? pick(ids) : null, parameters: {} }, NAMES.evaluate_tool_invocation);
   },
   evaluate_server_action: () => {
-    post('/api/v1/policy/evaluate', { action: 'server:register', server_name: `ci-perf-${uid()}`,
+    post('/api/v1/policy/evaluate', { user_id: me().userId, action: 'server:register', server_name: `ci-perf-${uid()}`,
       parameters: { sensitivity_level: pick(SENSITIVITY) } }, NAMES.evaluate_server_action);
   },
   health: () => { get('/health/', NAMES.health); },

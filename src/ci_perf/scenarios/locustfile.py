@@ -17,6 +17,7 @@ import os
 import random
 import uuid
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 from locust import LoadTestShape, between, constant
@@ -24,6 +25,7 @@ from locust.contrib.fasthttp import FastHttpUser, ResponseContextManager
 
 from ci_perf.auth import Auth
 from ci_perf.scenarios.catalog import SCENARIOS, TASKS
+from ci_perf.scenarios.identity import Identity, TokensFile
 
 
 def _load_scenario() -> dict[str, Any]:
@@ -35,9 +37,14 @@ def _load_scenario() -> dict[str, Any]:
     return loaded
 
 
-def _load_auth() -> Auth:
+def _load_auth() -> tuple[Auth, str]:
+    """Auth and its tokens file (C5). Fields this Auth does not know are left out, not fatal."""
     raw = os.environ.get("CI_PERF_AUTH", "").strip()
-    return Auth(**json.loads(raw)) if raw else Auth.from_env(os.environ)
+    if not raw:
+        return Auth.from_env(os.environ), ""
+    data: dict[str, Any] = json.loads(raw)
+    known = {f.name for f in fields(Auth)}
+    return Auth(**{k: v for k, v in data.items() if k in known}), str(data.get("tokens_file") or "")
 
 
 def _headers(auth: Auth, write: bool) -> dict[str, str]:
@@ -52,7 +59,9 @@ def _headers(auth: Auth, write: bool) -> dict[str, str]:
 
 
 SCENARIO = _load_scenario()
-AUTH = _load_auth()
+AUTH, TOKENS_PATH = _load_auth()
+# Read once per process; every user of the process picks its identity's tokens from it.
+TOKENS = TokensFile.read(TOKENS_PATH) if TOKENS_PATH else None
 READ_HEADERS = _headers(AUTH, write=False)
 WRITE_HEADERS = _headers(AUTH, write=True)
 EXPECTED = frozenset(int(s) for s in SCENARIO.get("expected_statuses", ()))
@@ -112,9 +121,21 @@ def server_body(n_tools: int) -> dict[str, Any]:
             }
             for i in range(n_tools)
         ],
-        "sensitivity_level": random.choice(SENSITIVITY),
+        "sensitivity_level": random.choice(SENSITIVITY[:3]),  # critical servers are refused (C3)
         "metadata": {"team": "performance", "source": "ci-perf", "environment": "test"},
     }
+
+
+_STARTED = [0]  # users started in this process
+WORKERS = max(int(os.environ.get("CI_PERF_LOCUST_WORKERS") or 1), 1)
+
+
+def _user_number(user: FastHttpUser) -> int:
+    """A global user number: this process's count, interleaved with the other workers' by index."""
+    local = _STARTED[0]
+    _STARTED[0] += 1
+    index = max(int(getattr(user.environment.runner, "worker_index", 0) or 0), 0)
+    return local * WORKERS + index
 
 
 class SarkUser(FastHttpUser):
@@ -124,9 +145,17 @@ class SarkUser(FastHttpUser):
 
     def on_start(self) -> None:
         self.my_ids: list[str] = []
+        self.identity = Identity(_user_number(self), TOKENS)
+
+    def headers(self, write: bool) -> dict[str, str]:
+        """Auth for one request: a tokens file's bearer token is picked per request (renewal)."""
+        base = WRITE_HEADERS if write else READ_HEADERS
+        if not self.identity.has_tokens:
+            return base
+        return {**base, "Authorization": f"Bearer {self.identity.token()}"}
 
     def _register(self, task: str, n_tools: int) -> str | None:
-        with self.client.post("/api/v1/servers/", json=server_body(n_tools), headers=WRITE_HEADERS,
+        with self.client.post("/api/v1/servers/", json=server_body(n_tools), headers=self.headers(True),
                               name=NAMES[task], catch_response=True) as resp:
             body = _judge(resp, "server_id")
         if body is None:
@@ -142,7 +171,7 @@ class SarkUser(FastHttpUser):
             return random.choice(self.my_ids)
         if KNOWN_IDS:
             return random.choice(KNOWN_IDS)
-        with self.client.get("/api/v1/servers/?limit=20&offset=0", headers=READ_HEADERS,
+        with self.client.get("/api/v1/servers/?limit=20&offset=0", headers=self.headers(False),
                              name=NAMES["list_servers"], catch_response=True) as resp:
             body = _judge(resp, "items")
         ids = [str(s["id"]) for s in (body or {}).get("items", []) if isinstance(s, dict) and "id" in s]
@@ -150,11 +179,12 @@ class SarkUser(FastHttpUser):
         return random.choice(ids) if ids else self._register("register_server", 3)
 
     def _get(self, path: str, task: str, *keys: str) -> dict[str, Any] | None:
-        with self.client.get(path, headers=READ_HEADERS, name=NAMES[task], catch_response=True) as resp:
+        with self.client.get(path, headers=self.headers(False), name=NAMES[task], catch_response=True) as resp:
             return _judge(resp, *keys)
 
     def _evaluate(self, task: str, payload: dict[str, Any]) -> None:
-        with self.client.post("/api/v1/policy/evaluate", json=payload, headers=WRITE_HEADERS,
+        payload = {"user_id": self.identity.user_id, **payload}
+        with self.client.post("/api/v1/policy/evaluate", json=payload, headers=self.headers(True),
                               name=NAMES[task], catch_response=True) as resp:
             body = _judge(resp, "decision")
             if body is not None and body["decision"] not in ("allow", "deny"):
@@ -207,7 +237,7 @@ def burst_list(user: SarkUser) -> None:
 
 def register_then_read(user: SarkUser) -> None:
     """Register, then read the id back: the registration fails when its server cannot be read."""
-    with user.client.post("/api/v1/servers/", json=server_body(3), headers=WRITE_HEADERS,
+    with user.client.post("/api/v1/servers/", json=server_body(3), headers=user.headers(True),
                           name=NAMES["register_then_read"], catch_response=True) as resp:
         body = _judge(resp, "server_id")
         if body is None:
