@@ -11,8 +11,11 @@ users per window, the measured run time, error messages and policy decisions com
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import json
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -147,10 +150,23 @@ def _stats(method: str, name: str, entries: list[dict[str, Any]], ok: Successes 
     )
 
 
+WRAPPED = re.compile(r"^CatchResponseError\((?P<text>'.*'|\".*\")\)$", re.S)
+
+
+def error_text(error: str) -> str:
+    """Locust keeps a failure as the repr of its exception: our failure texts (contract C2) are the
+    strings given to resp.failure, so they come back unwrapped."""
+    m = WRAPPED.match(error)
+    if m:
+        with contextlib.suppress(ValueError, SyntaxError):
+            return str(ast.literal_eval(m["text"]))
+    return error
+
+
 def _errors(rows: Iterable[tuple[str, int]]) -> tuple[ErrorCount, ...]:
     acc: dict[str, int] = defaultdict(int)
     for error, n in rows:
-        acc[error] += n
+        acc[error_text(error)] += n
     return tuple(ErrorCount(e, n) for e, n in sorted(acc.items(), key=lambda x: (-x[1], x[0])))
 
 
@@ -204,7 +220,7 @@ def build_windows(path: Path, doc: dict[str, Any], duration: float) -> dict[Key 
 
 def _window(index: int, w: float, duration: float, users: int, cell: list[Any] | None) -> Window:
     requests, failures, ok, limited = cell if cell else (0, 0, Successes(), None)
-    hist, high = ok.hist, ok.max_ms if ok.max_ms is not None else math.inf
+    hist, high = ok.hist, round(ok.max_ms, 3) if ok.max_ms is not None else math.inf
     timed = hist.total > 0
     return Window(
         start_s=round(index * w, 3), length_s=_window_length(index, w, duration), requests=requests,
