@@ -79,6 +79,37 @@ def test_percentiles_follow_locusts_rule(case: str) -> None:
             assert hist.percentile(q) == want, (e["name"], q)
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_success_latency_and_all_requests_p95(case: str) -> None:
+    """Latency is over successes (the plugin's histograms hold exactly the successful requests) and never
+    above the max; all_p95_ms is Locust's own p95 over every request, clamped to Locust's max."""
+    result = _parse(case)
+    entries = {(e["method"], e["name"]): e for e in json.loads((GOLDEN / case / "locust.json").read_text())}
+    for ep in result.endpoints:
+        own = entries[(ep.method, ep.name)]
+        assert ep.histogram is not None and ep.histogram.total == ep.successes, ep.key
+        assert ep.p50_ms <= ep.p95_ms <= ep.p99_ms <= ep.max_ms <= round(own["max_response_time"], 3), ep.key
+        for w in ep.windows:
+            assert w.p99_ms is None or w.p99_ms <= ep.max_ms
+        hist = LatencyHistogram.from_mapping({int(k): v for k, v in own["response_times"].items()})
+        assert ep.all_p95_ms == min(hist.percentile(0.95), round(own["max_response_time"], 3)), ep.key
+
+
+def test_outage_fails_closed_registrations_and_contradicted_policies() -> None:
+    result = _parse("outage")
+    reg = result.endpoint("POST /api/v1/servers/")
+    assert reg is not None and reg.requests == reg.failures > 0 and reg.successes == 0
+    assert (reg.p95_ms, reg.max_ms) == (0, 0) and reg.histogram is not None and reg.histogram.total == 0
+    assert [e.error for e in reg.errors] == ['HTTP 500: {"detail": "Server registration failed"}']
+    assert result.decisions is not None and set(result.decisions) == {"deny"}
+    policy = [e for e in result.endpoints if e.name.startswith("/api/v1/policy/evaluate")]
+    assert sum(e.requests for e in policy) == result.decisions["deny"]
+    for ep in policy:
+        assert {e.error for e in ep.errors} <= {"wrong answer: decision deny, expected allow"}
+    server_actions = result.endpoint("POST /api/v1/policy/evaluate (server action)")
+    assert server_actions is not None and server_actions.failures == server_actions.requests
+
+
 def test_failures_case_carries_error_messages() -> None:
     result = _parse("failures")
     assert result.total.failures > 0

@@ -5,6 +5,7 @@ importing locust monkey-patches the importing process with gevent)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,13 +85,14 @@ print(json.dumps({
     "read": lf.READ_HEADERS, "write": lf.WRITE_HEADERS,
     "tasks": [f.__name__ for f in lf.SarkUser.tasks],
     "stages": getattr(getattr(lf, "StagesShape", None), "stages", None),
-    "expected": sorted(lf.EXPECTED), "body": lf.server_body(2),
+    "expected": sorted(lf.EXPECTED), "body": lf.server_body(2, "owner-1"),
 }))
 """
 
 
 def _probe(scenario: str, auth: Auth) -> dict[str, object]:
-    env = {"CI_PERF_SCENARIO": SCENARIOS[scenario].to_json(), "CI_PERF_AUTH": auth.to_json(), "PATH": ""}
+    env = {"CI_PERF_SCENARIO": SCENARIOS[scenario].to_json(), "CI_PERF_AUTH": auth.to_json(), "PATH": "",
+           "PYTHONPATH": os.environ.get("PYTHONPATH", "")}  # this checkout's sources, not the installed ones
     out = subprocess.run([sys.executable, "-c", LOCUSTFILE_PROBE], env=env, capture_output=True, text=True,
                          timeout=60, check=True)
     data: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -104,10 +106,11 @@ def test_locustfile_auth_weights_and_shape() -> None:
     assert data["read"] == {"X-Team": "perf", "X-API-Key": "k", "Authorization": "Bearer jwt", "Cookie": "session=s1"}
     assert data["write"] == {**auth.request_headers(write=True), "Cookie": "session=s1; csrf_token=tok"}
     tasks = data["tasks"]
-    assert isinstance(tasks, list) and tasks.count("list_servers") == 6 and tasks.count("health") == 1
+    assert isinstance(tasks, list) and tasks.count("list_servers") == 30 and tasks.count("health") == 3
     assert data["stages"] == [[180.0, 250], [360.0, 500], [540.0, 750], [720.0, 1000], [900.0, 1000]]
     body = data["body"]
     assert isinstance(body, dict) and body["transport"] == "http" and len(body["tools"]) == 2
+    assert body["version"] == "2025-06-18" and body["metadata"]["owner_id"] == "owner-1"
 
 
 def test_locustfile_without_stages_has_no_shape_and_knows_expected_statuses() -> None:

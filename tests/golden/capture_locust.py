@@ -2,6 +2,7 @@
 
     /tmp/venv/bin/python tests/golden/capture_locust.py            # all cases
     /tmp/venv/bin/python tests/golden/capture_locust.py smoke      # some
+    /tmp/venv/bin/python tests/golden/capture_locust.py --expected # only re-parse the stored inputs
 
 Each case folder under tests/golden/locust/ gets Locust's own outputs that the parser reads
 (locust.json, locust_windows.json), the RunMeta used (meta.json) and what the parser makes of them
@@ -38,6 +39,7 @@ CASES = {
     "processes2": Case("smoke_test", 6, 4, processes=2),
     "rate_limit": Case("rate_limit_test", 4, 3, ("--rate-limit", "40")),
     "staged": Case("spike_test", 6, 4),  # stages -> our LoadTestShape
+    "outage": Case("smoke_test", 2, 4, ("--fail-registrations", "--deny-all")),  # SARK failing closed
 }
 
 
@@ -93,6 +95,10 @@ def capture(name: str, case: Case) -> None:
 
 
 def main(names: list[str]) -> None:
+    if names == ["--expected"]:
+        for name in CASES:
+            (GOLDEN / name / "expected.json").write_text(expected_text(GOLDEN / name))
+        return
     for name in names or list(CASES):
         capture(name, CASES[name])
 

@@ -2,13 +2,19 @@
 
 Our script's handleSummary file holds the sub-metrics it declared (per endpoint `{name:X}`, per
 window `{win:i}`, per both, per error status) and a `ci_perf` block (window length, endpoints, the
-planned load shape). A user's own script only leaves k6's `--summary-export`: aggregate numbers,
-plus per endpoint for every `{name:X}` sub-metric it declared thresholds on.
+planned load shape, the wrong-answer reason codes). From format 2 on, latency is over right answers
+only (the script's `ci_perf_ok` Trend), failures are error statuses plus wrong 2xx answers
+(`ci_perf_wrong`), `all_p95_ms` is http_req_duration's p95 over every request, and policy decisions
+come from `ci_perf_decisions`. The body behind each error status comes from the `ci-perf failure`
+lines the script writes to k6's stderr. A user's own script only leaves k6's `--summary-export`:
+aggregate numbers, plus per endpoint for every `{name:X}` sub-metric it declared thresholds on.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,7 +23,7 @@ from ci_perf.config import parse_shard
 from ci_perf.errors import ResultError
 from ci_perf.model import AGGREGATE, EndpointStats, ErrorCount, LatencyHistogram, RunMeta, RunResult, Window
 from ci_perf.parsers import register
-from ci_perf.parsers.k6_stream import StreamHistograms, read_histograms
+from ci_perf.parsers.k6_stream import SUCCESS_METRIC, StreamHistograms, read_histograms
 from ci_perf.runners.base import RunArtifacts
 from ci_perf.scenarios.catalog import TASKS
 
@@ -42,6 +48,9 @@ class Summary:
         }
         block = doc.get("ci_perf")
         self.block: dict[str, Any] | None = block if isinstance(block, dict) else None
+        # Format 2: success-only latency and wrong answers in our own metrics.
+        self.judged = bool(self.block and int(self.block.get("format") or 1) >= 2)
+        self.latency = SUCCESS_METRIC if self.judged else "http_req_duration"
         state = doc.get("state") or {}
         total = self.get("http_reqs")
         duration_ms = state.get("testRunDurationMs")
@@ -130,18 +139,56 @@ def windows(s: Summary, tags: Tags, hists: StreamHistograms | None = None,
             break  # the grace period after the planned duration, when nothing was left in flight
         # The script puts anything past its last window into that window: it lasts to the end.
         end = s.run_s if i == count - 1 else min(start + width, s.run_s)
-        has = requests > 0
+        lat = f"{s.latency}{sel}"
+        has = (s.number(lat, "count", 0.0) if s.judged else requests) > 0
         out.append(Window(
             start_s=start, length_s=round(max(end - start, 1e-3), 6), requests=requests,
-            failures=int(s.number(f"http_req_failed{sel}", "passes", 0.0)),
+            failures=failed(s, sel),
             users=shard_users(users_at(plan, start + width / 2), shard),
-            p50_ms=s.number(f"http_req_duration{sel}", "med") if has else None,
-            p95_ms=s.number(f"http_req_duration{sel}", "p(95)") if has else None,
-            p99_ms=s.number(f"http_req_duration{sel}", "p(99)") if has else None,
+            p50_ms=s.number(lat, "med") if has else None,
+            p95_ms=s.number(lat, "p(95)") if has else None,
+            p99_ms=s.number(lat, "p(99)") if has else None,
             histogram=hists.window(i, tags.get("method"), tags.get("name")) if hists and has else None,
             limited=_limited(s, i) if not tags else None,
         ))
     return tuple(out)
+
+
+def failed(s: Summary, sel: str) -> int:
+    """Error statuses (k6's http_req_failed) plus 2xx answers our script judged wrong."""
+    wrong = s.number(f"ci_perf_wrong{sel}", "count", 0.0) if s.judged else 0.0
+    return int(s.number(f"http_req_failed{sel}", "passes", 0.0) + wrong)
+
+
+FAILURE_LINE = re.compile(r'msg="ci-perf failure ((?:[^"\\]|\\.)*)"')
+
+
+def failure_texts(path: Path | None) -> dict[tuple[str, str], Counter[str]]:
+    """(method, name) -> the failure texts VUs logged (each VU logs a text once): the bodies behind statuses."""
+    out: dict[tuple[str, str], Counter[str]] = {}
+    if path is None or not path.is_file():
+        return out
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            m = FAILURE_LINE.search(line) if "ci-perf failure" in line else None
+            if not m:
+                continue
+            try:
+                doc = json.loads(json.loads(f'"{m[1]}"'))
+                key, text = (str(doc["method"]), str(doc["name"])), str(doc["text"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line k6 escaped in a way JSON does not read: the status alone still counts
+            out.setdefault(key, Counter())[text] += 1
+    return out
+
+
+def _status_label(status: int, texts: Counter[str]) -> str:
+    """The text most VUs logged for this status, else the bare status (C2's text without a body)."""
+    prefix = "connection error" if status == 0 else f"HTTP {status}"
+    seen = [(n, t) for t, n in texts.items() if t == prefix or t.startswith(prefix + ":")]
+    if seen:
+        return max(seen, key=lambda x: (x[0], x[1]))[1]
+    return prefix if status else "connection error: unknown"
 
 
 def _limited(s: Summary, window: int) -> int | None:
@@ -150,19 +197,27 @@ def _limited(s: Summary, window: int) -> int | None:
     return int(s.number(key, "count", 0.0)) if key in s.metrics else None
 
 
-def errors(s: Summary, endpoints: list[Tags], failures: int) -> tuple[ErrorCount, ...]:
-    """Failed requests by status, from the `{name:X,status:S}` counters our script declares."""
+def errors(s: Summary, endpoints: list[Tags], failures: int,
+           texts: dict[tuple[str, str], Counter[str]]) -> tuple[ErrorCount, ...]:
+    """Failed requests by C2 text: error statuses from the `{name:X,status:S}` counters our script
+    declares (with the body VUs logged for them), wrong answers from its `{reason:R}` counters."""
     block = s.block or {}
     expected = set(block.get("expected_statuses") or ())
+    reasons: dict[str, list[list[str]]] = block.get("reasons") or {}
     counts: dict[str, int] = {}
-    for status in block.get("error_statuses") or ():
-        if status in expected or 0 < status < 400:
-            continue
-        label = f"HTTP {status}" if status else "connection error (no HTTP status)"
-        for tags in endpoints:
+    for tags in endpoints:
+        key = (tags.get("method", ""), tags.get("name", ""))
+        for status in block.get("error_statuses") or ():
+            if status in expected or 200 <= status < 300:
+                continue
             n = int(s.number(f"http_reqs{_sel(tags, status=status)}", "count", 0.0))
             if n:
+                label = _status_label(status, texts.get(key, Counter()))
                 counts[label] = counts.get(label, 0) + n
+        for code, text in reasons.get(f"{key[0]} {key[1]}", ()) if s.judged else ():
+            n = int(s.number(f"ci_perf_wrong{_sel(tags, reason=code)}", "count", 0.0))
+            if n:
+                counts[text] = counts.get(text, 0) + n
     other = failures - sum(counts.values())
     if other > 0:  # a status the script does not count one by one
         counts["other HTTP status"] = other
@@ -170,11 +225,14 @@ def errors(s: Summary, endpoints: list[Tags], failures: int) -> tuple[ErrorCount
 
 
 def endpoint(s: Summary, tags: Tags, all_endpoints: list[Tags], hists: StreamHistograms | None = None,
-             shard: tuple[int, int] | None = None) -> EndpointStats:
+             shard: tuple[int, int] | None = None,
+             texts: dict[tuple[str, str], Counter[str]] | None = None) -> EndpointStats:
+    texts = texts or {}
     sel = _sel(tags)
-    duration = f"http_req_duration{sel}"
+    duration = f"{s.latency}{sel}"
     name = tags.get("name")
-    failures = int(s.number(f"http_req_failed{sel}", "passes", 0.0))
+    failures = failed(s, sel)
+    right = s.number(duration, "count", 0.0) if s.judged else 1.0
     method = tags.get("method") or (METHODS.get(name, "") if name else "")
     hist = None
     if hists is not None:
@@ -185,10 +243,12 @@ def endpoint(s: Summary, tags: Tags, all_endpoints: list[Tags], hists: StreamHis
         requests=int(s.number(f"http_reqs{sel}", "count")),
         failures=failures,
         rps=s.number(f"http_reqs{sel}", "rate"),
-        **{field: s.number(duration, stat) for field, stat in STATS.items()},
+        # No right answer at all: no latency (zeros), never a figure made of failures.
+        **{field: s.number(duration, stat) if right else 0.0 for field, stat in STATS.items()},
         histogram=hist,  # from the streamed per-request output (--histogram / --shard), for exact merges
         windows=windows(s, tags, hists, shard),
-        errors=errors(s, [tags] if tags else all_endpoints, failures) if s.block is not None else (),
+        errors=errors(s, [tags] if tags else all_endpoints, failures, texts) if s.block is not None else (),
+        all_p95_ms=s.number(f"http_req_duration{sel}", "p(95)") if s.judged else None,
     )
 
 
@@ -211,9 +271,19 @@ def parse_k6(artifacts: RunArtifacts, meta: RunMeta) -> RunResult:
     s = Summary(path)
     tags = endpoint_tags(s)
     ndjson = artifacts.files.get("k6_ndjson")
-    hists = read_histograms(ndjson) if ndjson else None
+    hists = read_histograms(ndjson, s.latency) if ndjson else None
     shard = parse_shard(meta.labels["shard"]) if meta.labels.get("shard") else None
-    eps = sorted((endpoint(s, t, tags, hists, shard) for t in tags), key=lambda e: (e.name, e.method))
+    texts = failure_texts(artifacts.files.get("stderr")) if s.block is not None else {}
+    eps = sorted((endpoint(s, t, tags, hists, shard, texts) for t in tags), key=lambda e: (e.name, e.method))
     if s.block is not None and s.block.get("window_s"):
         meta = replace(meta, window_s=float(s.block["window_s"]))
-    return RunResult(meta=meta, total=endpoint(s, {}, tags, hists, shard), endpoints=tuple(eps))
+    return RunResult(meta=meta, total=endpoint(s, {}, tags, hists, shard, texts), endpoints=tuple(eps),
+                     decisions=_decisions(s))
+
+
+def _decisions(s: Summary) -> dict[str, int] | None:
+    if not s.judged:
+        return None
+    found = {str(d): int(s.number(f"ci_perf_decisions{{decision:{d}}}", "count", 0.0))
+             for d in (s.block or {}).get("decisions") or ()}
+    return {d: n for d, n in sorted(found.items()) if n} or None

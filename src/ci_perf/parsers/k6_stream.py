@@ -26,6 +26,7 @@ from ci_perf.model import LatencyHistogram, quantize_ms
 METRIC = b'"metric":"http_req_duration"'
 POINT = b'"type":"Point"'
 LAYOUT = b'{"metric":"http_req_duration","type":"Point","data":{'  # how k6 1.x writes a point
+SUCCESS_METRIC = "ci_perf_ok"  # our script's durations of right answers (success-only latency)
 VALUE, TAGS = b',"value":', b',"tags":'
 BLOCK = 4 << 20  # bytes per read: large enough that the per-block Python work is negligible
 MAX_CELLS = 10_000  # distinct raw tags texts kept before folding (e.g. a script tagging unique URLs)
@@ -91,13 +92,15 @@ def _open(path: Path) -> IO[bytes]:
     return cast(IO[bytes], gzip.open(path, "rb")) if gzipped else path.open("rb")
 
 
-def read_histograms(path: Path) -> StreamHistograms:
-    """One pass over the file; a line cut short (k6 killed) and a truncated gzip tail are left out."""
+def read_histograms(path: Path, metric: str = "http_req_duration") -> StreamHistograms:
+    """One pass over the file; a line cut short (k6 killed) and a truncated gzip tail are left out.
+    `metric`: the Trend whose points count (ci_perf_ok for our script's success-only latency)."""
     out = StreamHistograms()
     cells: dict[bytes, Counts] = {}  # raw `,"tags":{...}}}` text -> bucket counts
+    name = metric.encode()
     try:
         with _open(path) as fh:
-            _read(fh, isinstance(fh, gzip.GzipFile), path, cells, out)
+            _read(fh, isinstance(fh, gzip.GzipFile), path, cells, out, name)
     except FileNotFoundError:
         raise ResultError(f"k6 output {path}: missing (was k6 run with --out json=...?)") from None
     except (OSError, gzip.BadGzipFile) as exc:
@@ -106,7 +109,8 @@ def read_histograms(path: Path) -> StreamHistograms:
     return out
 
 
-def _read(fh: IO[bytes], gz: bool, path: Path, cells: dict[bytes, Counts], out: StreamHistograms) -> None:
+def _read(fh: IO[bytes], gz: bool, path: Path, cells: dict[bytes, Counts], out: StreamHistograms,
+          metric: bytes) -> None:
     """Fill one reused buffer, scan its whole lines, keep the cut line for the next fill. Reusing the
     buffer matters: a fresh multi-MB bytes per block costs more in page faults than the scan itself."""
     buf = bytearray(BLOCK)
@@ -115,7 +119,7 @@ def _read(fh: IO[bytes], gz: bool, path: Path, cells: dict[bytes, Counts], out: 
         filled, eof = _fill(fh, gz, buf, filled)
         end = buf.rfind(b"\n", 0, filled) + 1
         if end:
-            _scan(buf, end, cells, out, path, offset)
+            _scan(buf, end, cells, out, path, offset, metric)
             if len(cells) > MAX_CELLS:
                 _fold(cells, out, path)
             buf[:filled - end] = buf[end:filled]
@@ -147,17 +151,19 @@ def _fill(fh: IO[bytes], gz: bool, buf: bytearray, filled: int) -> tuple[int, bo
 
 
 def _scan(buf: bytearray, end: int, cells: dict[bytes, Counts], out: StreamHistograms, path: Path,
-          offset: int) -> None:
+          offset: int, metric: bytes) -> None:
     """Count every http_req_duration point in buf[:end] (whole lines). Runs once per request: it works
     on offsets into buf (no line copies) and leaves every line but k6's usual layout to _add_point."""
     find, startswith = buf.find, buf.startswith
     skip_value = len(VALUE)
+    key, layout = b'"metric":"' + metric + b'"', b'{"metric":"' + metric + b'","type":"Point","data":{'
+    name = metric.decode()
     with memoryview(buf) as view:
-        pos = find(METRIC, 0, end)
+        pos = find(key, 0, end)
         while pos >= 0:
             stop = find(b"\n", pos, end)
             ms = None
-            if (pos == 1 or buf[pos - 2] == 10) and startswith(LAYOUT, pos - 1) and find(b"\\", pos, stop) < 0:
+            if (pos == 1 or buf[pos - 2] == 10) and startswith(layout, pos - 1) and find(b"\\", pos, stop) < 0:
                 v = find(VALUE, pos, stop)
                 t = find(TAGS, v, stop) if v > 0 else -1
                 if t > 0:
@@ -167,14 +173,14 @@ def _scan(buf: bytearray, end: int, cells: dict[bytes, Counts], out: StreamHisto
                 start = buf.rfind(b"\n", 0, pos) + 1
                 line = bytes(view[start:stop])
                 if POINT in line:
-                    _add_point(out, path, offset + start, line)
+                    _add_point(out, path, offset + start, line, name)
             else:
                 q = 0.0 if ms <= 0 else float(f"{ms:.3g}")  # model.quantize_ms, inlined: it runs per request
                 counts = cells.get(tags := bytes(view[t:stop]))
                 if counts is None:
                     counts = cells[tags] = {}
                 counts[q] = counts.get(q, 0) + 1
-            pos = find(METRIC, stop, end)
+            pos = find(key, stop, end)
 
 
 def _fold(cells: dict[bytes, Counts], out: StreamHistograms, path: Path) -> None:
@@ -203,10 +209,10 @@ def _line_number(path: Path, offset: int) -> int:
     return count
 
 
-def _add_point(out: StreamHistograms, path: Path, offset: int, line: bytes) -> None:
+def _add_point(out: StreamHistograms, path: Path, offset: int, line: bytes, metric: str) -> None:
     try:
         doc = json.loads(line)
-        if doc.get("type") != "Point" or doc.get("metric") != "http_req_duration":
+        if doc.get("type") != "Point" or doc.get("metric") != metric:
             return  # e.g. the Metric declaration, or the name inside another metric's line
         data = doc["data"]
         key, win = _key(data.get("tags") or {})

@@ -120,6 +120,8 @@ def build_env(spec: RunSpec, files: dict[str, Path], base: dict[str, str] | None
         "CI_PERF_WINDOWS_FILE": str(files["windows"]),
         "CI_PERF_PROGRESS_S": f"{spec.progress_every_s:g}",
         "CI_PERF_TOTAL_S": str(spec.scenario.duration_s),
+        # Workers number their users apart by index: user n of worker i is n * workers + i (C5).
+        "CI_PERF_LOCUST_WORKERS": str(max(processes(spec), spec.workers, spec.expect_workers, 1)),
     })
     return env
 

@@ -1,30 +1,48 @@
 // ci-perf's k6 script: plays any catalog scenario (ci_perf.scenarios.catalog) with k6 built-ins only.
 //
 // Contract (env, set by ci_perf.runners.k6; secrets never travel in argv):
-//   CI_PERF_SCENARIO      Scenario.to_json(): mix, think_time_s, stages, expected_statuses, tasks, load
-//   CI_PERF_AUTH          Auth as JSON (headers, api key, bearer, cookies, CSRF header+cookie on writes)
+//   CI_PERF_SCENARIO      Scenario.to_json(): mix, think_time_s, stages, expected_statuses, load, and the
+//                         payload table (`tasks`, `server`) that the locustfile reads too
+//   CI_PERF_AUTH          Auth as JSON (headers, api key, bearer, cookies, CSRF header+cookie on writes;
+//                         tokens_file: per-identity bearer tokens, contract C5, see identity.py)
 //   CI_PERF_HOST          base URL of the API
 //   CI_PERF_WINDOW_S      time-series window (s); widened so that a run has at most MAX_WINDOWS
 //   CI_PERF_SUMMARY_FILE  where handleSummary writes k6's summary data plus a `ci_perf` block
 //
-// Exact statistics without per-request output: every request is tagged with `name` (the endpoint
-// name of catalog.TASKS) and `win` (its time window), and never-failing thresholds (empty arrays)
-// declare the sub-metrics per name, per window and per (name, window), so k6 itself computes their
-// counts, failure rates and percentiles for the end-of-test summary.
+// Every answer is judged as ci_perf.scenarios.answers.judge does (contract C2). k6's http_req_failed only
+// sees statuses, so three custom metrics carry the rest: ci_perf_ok (Trend: durations of the right
+// answers, the success-only latency), ci_perf_wrong (Counter: 2xx answers that are wrong, tagged with a
+// reason code) and ci_perf_decisions (Counter: 2xx policy answers by `decision`). The first line of each
+// distinct non-2xx failure text a VU meets goes to stderr (`ci-perf failure {json}`), so the result can
+// name the body behind each status count.
+//
+// Exact statistics without per-request output: every sample is tagged with `name` (the endpoint name of
+// the payload table) and `win` (its time window), and never-failing thresholds (empty arrays) declare the
+// sub-metrics per name, per window and per (name, window), so k6 itself computes their counts, failure
+// rates and percentiles for the end-of-test summary. http_req_duration keeps only its aggregate and
+// per-endpoint sub-metrics (the labelled all-requests p95); the per-window ones moved to ci_perf_ok, so
+// k6's cost per request does not grow.
 import http from 'k6/http';
 import exec from 'k6/execution';
-import { check, sleep } from 'k6';
+import { sleep } from 'k6';
+import { SharedArray } from 'k6/data';
+import { Counter, Trend } from 'k6/metrics';
+import crypto from 'k6/crypto';
 
-const FORMAT = 1;
+const FORMAT = 2; // 2: success-only latency (ci_perf_ok), wrong answers, decisions
 // k6 compares every sample's tags with every declared sub-metric of its metric (~80 ns each, measured
 // with k6 1.1.0): 8 endpoints x 30 windows x 3 metrics adds ~70 us of k6 CPU per request, so a long
 // run gets wider windows rather than more of them.
 const MAX_WINDOWS = 30;
 // Statuses counted per endpoint so the result can say which errors happened.
 const ERROR_STATUSES = [0, 400, 401, 403, 404, 405, 408, 409, 413, 415, 422, 429, 500, 501, 502, 503, 504];
-const METRICS = ['http_reqs', 'http_req_failed', 'http_req_duration'];
+const WINDOWED = ['http_reqs', 'http_req_failed', 'ci_perf_ok', 'ci_perf_wrong'];
 const TREND_STATS = ['min', 'avg', 'med', 'p(90)', 'p(95)', 'p(99)', 'max', 'count'];
+const DECISIONS = ['allow', 'deny', 'other'];
+const OTHER_2XX = [200, 201, 202, 203, 204, 206];
 const MAX_IDS = 200; // ids a VU remembers for reads; bounded so long soaks don't grow memory
+const BODY_CHARS = 80;
+const MAX_LOGGED = 50; // distinct failure texts a VU writes to stderr
 
 if (!__ENV.CI_PERF_SCENARIO) {
   throw new Error('CI_PERF_SCENARIO is not set: run this script through `ci-perf run --tool k6`, '
@@ -39,12 +57,17 @@ const TOTAL_S = SC.duration_s + GRACE_S;
 const WINDOW_S = Math.max(Number(__ENV.CI_PERF_WINDOW_S) || 5, Math.ceil(TOTAL_S / MAX_WINDOWS));
 const N_WINDOWS = Math.ceil(TOTAL_S / WINDOW_S);
 const EXPECTED = SC.expected_statuses || [];
+const PAYLOADS = SC.tasks;
+const SERVER = SC.server;
+// Requests a task may issue besides its own: a read falls back on registering, a registration reads back.
+const FALLBACK_REGISTER = { method: 'POST', path: '/api/v1/servers/', name: '/api/v1/servers/', status: 201,
+  keys: ['server_id', 'status'], tools: 3, query: {}, policies: [] };
+const READ_BACK = { method: 'GET', path: '/api/v1/servers/{id}', name: '/api/v1/servers/{id}', status: 200,
+  keys: ['id', 'name', 'status'], query: {}, policies: [] };
 
-// Endpoint names per task; get_server and register_then_read also issue the requests of others.
-const NAMES = {};
-for (const [task, spec] of Object.entries(SC.tasks)) NAMES[task] = spec.name;
-const READ_NAME = '/api/v1/servers/{id}';
-const REGISTER_NAME = '/api/v1/servers/';
+const ok = new Trend('ci_perf_ok', true);
+const wrong = new Counter('ci_perf_wrong');
+const decisions = new Counter('ci_perf_decisions');
 
 // --- load shape ----------------------------------------------------------------------------------
 
@@ -81,26 +104,60 @@ function loadShape() {
     { start_users: 1, stages: stages.map((s) => [parseInt(s.duration, 10) / 1000, s.target]) }];
 }
 
-// Endpoints are (method, name) as in Locust: POST and GET /api/v1/servers/ share a name.
+// Every request spec a run may send, by `METHOD name`.
+function specs() {
+  const out = new Map();
+  for (const spec of Object.values(PAYLOADS)) out.set(`${spec.method} ${spec.name}`, spec);
+  for (const spec of Object.values(PAYLOADS)) {
+    if (spec.path.includes('{id}') && !out.has(`POST ${FALLBACK_REGISTER.name}`)) {
+      out.set(`POST ${FALLBACK_REGISTER.name}`, FALLBACK_REGISTER);
+    }
+    if (spec.read_back && !out.has(`GET ${READ_BACK.name}`)) out.set(`GET ${READ_BACK.name}`, READ_BACK);
+  }
+  return out;
+}
+
+// The reasons a 2xx answer of `spec` can be wrong: [tag code, C2 text]. Tag values may not hold commas.
+function reasons(spec) {
+  const out = [['not_json', 'wrong answer: not JSON']];
+  for (const s of OTHER_2XX) {
+    if (s !== spec.status) out.push([`status_${s}`, `wrong answer: status ${s}, expected ${spec.status}`]);
+  }
+  for (const k of spec.keys) out.push([`missing_${k}`, `wrong answer: missing ${k}`]);
+  const expects = [...new Set(spec.policies.map((p) => p.expect))];
+  for (const e of expects) {
+    for (const d of DECISIONS) {
+      if (d !== e) out.push([`decision_${d}_expected_${e}`, `wrong answer: decision ${d}, expected ${e}`]);
+    }
+  }
+  if (spec === READ_BACK) out.push(['id_mismatch', 'wrong answer: id mismatch']);
+  return out;
+}
+
 function declareThresholds() {
   const t = {};
-  const eps = new Map(Object.values(SC.tasks).map((e) => [`${e.method} ${e.name}`, [e.method, e.name]]));
-  if ('get_server' in NAMES) eps.set(`POST ${REGISTER_NAME}`, ['POST', REGISTER_NAME]); // first, register
-  if ('register_then_read' in NAMES) eps.set(`GET ${READ_NAME}`, ['GET', READ_NAME]);
-  for (const [method, name] of eps.values()) {
-    const sel = `name:${name},method:${method}`;
-    for (const m of METRICS) t[`${m}{${sel}}`] = [];
+  const all = specs();
+  const table = {};
+  for (const [key, spec] of all) {
+    const sel = `name:${spec.name},method:${spec.method}`;
+    for (const m of [...WINDOWED, 'http_req_duration']) t[`${m}{${sel}}`] = [];
     for (const s of ERROR_STATUSES) t[`http_reqs{${sel},status:${s}}`] = [];
-    for (let w = 0; w < N_WINDOWS; w++) for (const m of METRICS) t[`${m}{${sel},win:${w}}`] = [];
+    for (let w = 0; w < N_WINDOWS; w++) for (const m of WINDOWED) t[`${m}{${sel},win:${w}}`] = [];
+    table[key] = reasons(spec);
+    for (const [code] of table[key]) t[`ci_perf_wrong{${sel},reason:${code}}`] = [];
   }
-  for (let w = 0; w < N_WINDOWS; w++) for (const m of METRICS) t[`${m}{win:${w}}`] = [];
+  for (let w = 0; w < N_WINDOWS; w++) for (const m of WINDOWED) t[`${m}{win:${w}}`] = [];
   // 429s per window, counted even where they are expected (rate_limit_test's finding needs them).
   for (let w = 0; w < N_WINDOWS; w++) t[`http_reqs{win:${w},status:429}`] = [];
-  return [t, [...eps.keys()].sort().map((k) => eps.get(k))];
+  for (const d of DECISIONS) t[`ci_perf_decisions{decision:${d}}`] = [];
+  t.ci_perf_ok = [];
+  t.ci_perf_wrong = [];
+  const endpoints = [...all.keys()].sort().map((k) => [all.get(k).method, all.get(k).name]);
+  return [t, endpoints, table];
 }
 
 const [EXECUTOR, PLAN] = loadShape();
-const [THRESHOLDS, ENDPOINTS] = declareThresholds();
+const [THRESHOLDS, ENDPOINTS, REASONS] = declareThresholds();
 
 export const options = {
   scenarios: { [SC.name]: EXECUTOR },
@@ -108,7 +165,52 @@ export const options = {
   summaryTrendStats: TREND_STATS,
 };
 
-http.setResponseCallback(http.expectedStatuses({ min: 200, max: 399 }, ...EXPECTED));
+// 2xx (and the scenario's expected statuses) pass http_req_failed; the body is judged below.
+http.setResponseCallback(http.expectedStatuses({ min: 200, max: 299 }, ...EXPECTED));
+
+// --- identities (contract C5; the same rules as ci_perf.scenarios.identity) ------------------------
+
+// Parsed once, shared read-only by every VU: a VU decodes only its own identity's element.
+const IDENTITIES = AUTH.tokens_file ? new SharedArray('ci-perf identities', () => {
+  const doc = JSON.parse(open(AUTH.tokens_file));
+  return doc.subjects.map((subject, i) => ({ subject, tokens: doc.tokens[i] }));
+}) : null;
+const USER_NAMESPACE = '6f1c2d3e8a4b5c6d9e0fa1b2c3d4e5f6';
+
+// uuid5(USER_NAMESPACE, name), as Python's uuid.uuid5.
+function uuid5(name) {
+  const bytes = new Uint8Array(16 + name.length);
+  for (let i = 0; i < 16; i++) bytes[i] = parseInt(USER_NAMESPACE.substr(i * 2, 2), 16);
+  for (let i = 0; i < name.length; i++) bytes[16 + i] = name.charCodeAt(i); // ASCII names only
+  const h = crypto.sha1(bytes.buffer, 'hex').slice(0, 32).split('');
+  h[12] = '5';
+  h[16] = ((parseInt(h[16], 16) & 0x3) | 0x8).toString(16);
+  const x = h.join('');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+let identity = null; // this VU's: { userId, tokens: [[use_until, jwt], ...] | null, at }
+
+function me() {
+  if (identity === null) {
+    const n = exec.vu.idInTest - 1; // global VU number, 0-based
+    if (IDENTITIES) {
+      const e = IDENTITIES[n % IDENTITIES.length];
+      identity = { userId: e.subject, tokens: e.tokens, at: 0 };
+    } else {
+      identity = { userId: uuid5(`ci-perf-user-${n}`), tokens: null, at: 0 };
+    }
+  }
+  return identity;
+}
+
+// The first token still usable now, else the last; the cursor only moves forward.
+function bearer(id) {
+  const now = Date.now() / 1000;
+  const last = id.tokens.length - 1;
+  while (id.at < last && id.tokens[id.at][0] <= now) id.at += 1;
+  return id.tokens[id.at][1];
+}
 
 // --- requests ------------------------------------------------------------------------------------
 
@@ -116,11 +218,13 @@ function windowIndex() {
   return Math.min(Math.floor(exec.instance.currentTestRunDuration / 1000 / WINDOW_S), N_WINDOWS - 1);
 }
 
-function params(name, write) {
+function params(tags, write) {
   const headers = Object.assign({}, AUTH.headers || {});
   const cookies = Object.assign({}, AUTH.cookies || {});
   if (AUTH.api_key) headers[AUTH.api_key_header || 'X-API-Key'] = AUTH.api_key;
   if (AUTH.bearer_token) headers.Authorization = `Bearer ${AUTH.bearer_token}`;
+  const id = me();
+  if (id.tokens) headers.Authorization = `Bearer ${bearer(id)}`;
   if (write) {
     headers['Content-Type'] = 'application/json';
     if (AUTH.csrf_token) { // SARK's double-submit CSRF: header and cookie, on writes only
@@ -128,105 +232,148 @@ function params(name, write) {
       cookies[AUTH.csrf_cookie || 'csrf_token'] = AUTH.csrf_token;
     }
   }
-  return { headers, cookies, tags: { name, win: String(windowIndex()) } };
-}
-
-function get(path, name) {
-  return http.get(HOST + path, params(name, false));
-}
-
-function post(path, body, name) {
-  return http.post(HOST + path, JSON.stringify(body), params(name, true));
+  return { headers, cookies, tags };
 }
 
 function pick(list) {
   return list[Math.floor(Math.random() * list.length)];
 }
 
+function decisionValue(v) {
+  return v === 'allow' || v === 'deny' ? v : 'other';
+}
+
+const logged = new Set();
+
+function logFailure(spec, text) {
+  const key = `${spec.method} ${spec.name} ${text}`;
+  if (logged.has(key) || logged.size >= MAX_LOGGED) return;
+  logged.add(key);
+  console.warn(`ci-perf failure ${JSON.stringify({ method: spec.method, name: spec.name, text })}`);
+}
+
+// [failure code or '', body]: ci_perf.scenarios.answers.judge, restated.
+function judge(res, spec, expect) {
+  if (EXPECTED.includes(res.status)) return ['', null];
+  if (!res.status) return [null, null];
+  if (res.status < 200 || res.status > 299) return [null, null];
+  let body = null;
+  try { body = JSON.parse(res.body); } catch (e) { body = null; }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return ['not_json', null];
+  if (expect && 'decision' in body) decisions.add(1, { decision: decisionValue(body.decision) });
+  if (res.status !== spec.status) return [`status_${res.status}`, body];
+  for (const k of spec.keys) if (!(k in body)) return [`missing_${k}`, body];
+  if (expect && decisionValue(body.decision) !== expect) {
+    return [`decision_${decisionValue(body.decision)}_expected_${expect}`, body];
+  }
+  return ['', body];
+}
+
+// One request of the table, judged; the JSON body of a right answer, else null.
+function send(spec, { path, query, body, expect, check } = {}) {
+  let url = HOST + (path || spec.path);
+  const q = Object.entries(query || {}).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`);
+  if (q.length) url += `?${q.join('&')}`;
+  const tags = { name: spec.name, method: spec.method, win: String(windowIndex()) };
+  const write = spec.method === 'POST';
+  const res = write ? http.post(url, JSON.stringify(body), params(tags, true)) : http.get(url, params(tags, false));
+  let [code, answer] = judge(res, spec, expect);
+  if (code === '' && check && answer !== null) code = check(answer);
+  if (code === null) { // not 2xx: http_req_failed counted it; note its text once
+    const text = res.status ? `HTTP ${res.status}` : `connection error: ${res.error || 'unknown'}`;
+    const start = res.status && typeof res.body === 'string' ? res.body.replace(/\s+/g, ' ').trim() : '';
+    logFailure(spec, start ? `${text}: ${start.slice(0, BODY_CHARS)}` : text);
+    return null;
+  }
+  if (code) {
+    wrong.add(1, { ...tags, reason: code });
+    return null;
+  }
+  ok.add(res.timings.duration, tags);
+  return answer;
+}
+
 function uid() {
   return `${exec.vu.idInTest}-${exec.vu.iterationInScenario}-${Math.random().toString(36).slice(2, 8)}`;
 }
 
-const TOOL_NAMES = ['read_file', 'query_database', 'send_email', 'list_items', 'delete_records'];
-const SENSITIVITY = ['low', 'medium', 'high'];
-const ids = []; // servers this VU registered
-
-function serverBody(toolCount) {
-  const id = uid();
-  const tools = [];
-  for (let i = 0; i < toolCount; i++) {
-    tools.push({
-      name: `${TOOL_NAMES[i % TOOL_NAMES.length]}_${i}`,
-      description: `Load-test tool ${i}`,
-      parameters: { type: 'object', properties: { query: { type: 'string' } }, required: ['query'] },
-      sensitivity_level: SENSITIVITY[i % SENSITIVITY.length],
-    });
+function fill(value, id) {
+  if (typeof value === 'string') return value.split('{uid}').join(id);
+  if (Array.isArray(value)) return value.map((v) => fill(v, id));
+  if (value && typeof value === 'object') {
+    const out = {};
+    for (const [k, v] of Object.entries(value)) out[k] = fill(v, id);
+    return out;
   }
-  return {
-    name: `ci-perf-${id}`, transport: 'http', endpoint: `http://mcp-${id}.perf.invalid:8080/mcp`,
-    version: '1.0.0', description: 'Registered by a ci-perf load test', capabilities: ['tools'],
-    tools, sensitivity_level: pick(SENSITIVITY), metadata: { source: 'ci-perf', tool: 'k6' },
-  };
+  return value;
 }
 
-function register(toolCount, name) {
-  const res = post('/api/v1/servers/', serverBody(toolCount), name);
-  let id = null;
-  if (res.status === 201 || res.status === 200) {
-    try { id = res.json('server_id') || null; } catch (e) { id = null; }
+// A registration from the table's template (catalog.SERVER), as the locustfile builds it.
+function serverBody(toolCount) {
+  const body = fill(SERVER.template, uid());
+  const tools = SERVER.tools;
+  body.tools = [];
+  for (let i = 0; i < toolCount; i++) {
+    const t = tools[i % tools.length];
+    body.tools.push(Object.assign({}, t, { name: t.name + (i >= tools.length ? `_${i}` : '') }));
   }
-  if (id) {
-    ids.push(id);
-    if (ids.length > MAX_IDS) ids.shift();
+  body.sensitivity_level = pick(SERVER.sensitivity);
+  body.metadata = { tags: pick(SERVER.tags), team_id: SERVER.team_id, owner_id: me().userId, source: 'ci-perf' };
+  return body;
+}
+
+const ids = []; // servers this VU registered
+const cursors = {}; // paging task -> next_cursor of its previous page
+
+function register(spec) {
+  const answer = send(spec, { body: serverBody(spec.tools) });
+  const id = answer && answer.server_id != null ? String(answer.server_id) : null;
+  if (id === null) return null;
+  ids.push(id);
+  if (ids.length > MAX_IDS) ids.shift();
+  if (spec.read_back) {
+    send(READ_BACK, { path: `/api/v1/servers/${id}`,
+      check: (b) => (String(b.id) === id ? '' : 'id_mismatch') });
   }
   return id;
 }
 
-function someServerId() {
-  return ids.length ? pick(ids) : register(3, REGISTER_NAME);
+function play(task) {
+  const spec = PAYLOADS[task];
+  if (spec.policies.length) {
+    const policy = pick(spec.policies);
+    const sid = policy.on_server && ids.length ? ids[ids.length - 1] : null;
+    send(spec, { expect: policy.expect, body: { user_id: me().userId, action: policy.action, tool: policy.tool,
+      server_id: sid, parameters: policy.parameters } });
+  } else if (spec.method === 'POST') {
+    register(spec);
+  } else if (spec.path.includes('{id}')) {
+    const id = ids.length ? pick(ids) : register(FALLBACK_REGISTER);
+    if (id) send(spec, { path: spec.path.replace('{id}', id) });
+  } else {
+    const query = {};
+    for (const [k, values] of Object.entries(spec.query)) query[k] = pick(values);
+    if (cursors[task]) query.cursor = cursors[task];
+    const page = send(spec, { query });
+    if (spec.paging) { // follow the cursor while there are pages; start over after the last
+      cursors[task] = page && page.has_more && page.next_cursor ? String(page.next_cursor) : null;
+    }
+  }
 }
-
-const TASKS = {
-  register_server: () => { register(3, NAMES.register_server); },
-  register_server_many_tools: () => { register(50, NAMES.register_server_many_tools); },
-  list_servers: () => {
-    const limit = pick([10, 25, 50]);
-    get(`/api/v1/servers/?limit=${limit}&offset=${limit * pick([0, 0, 1, 2])}`, NAMES.list_servers);
-  },
-  search_servers: () => {
-    get(`/api/v1/servers/?search=${encodeURIComponent(pick(['ci-perf', 'mcp', 'analytics', 'db']))}`,
-      NAMES.search_servers);
-  },
-  get_server: () => {
-    const id = someServerId();
-    if (id) get(`/api/v1/servers/${id}`, NAMES.get_server);
-  },
-  evaluate_tool_invocation: () => {
-    post('/api/v1/policy/evaluate', { action: 'tool:invoke', tool: pick(TOOL_NAMES),
-      server_id: ids.length ? pick(ids) : null, parameters: {} }, NAMES.evaluate_tool_invocation);
-  },
-  evaluate_server_action: () => {
-    post('/api/v1/policy/evaluate', { action: 'server:register', server_name: `ci-perf-${uid()}`,
-      parameters: { sensitivity_level: pick(SENSITIVITY) } }, NAMES.evaluate_server_action);
-  },
-  health: () => { get('/health/', NAMES.health); },
-  burst_list: () => { get('/api/v1/servers/?limit=10&offset=0', NAMES.burst_list); },
-  register_then_read: () => {
-    const id = register(3, NAMES.register_then_read);
-    const res = id ? get(`/api/v1/servers/${id}`, READ_NAME) : null;
-    check(res, { 'read back what was registered': (r) => r !== null && r.status === 200
-      && (() => { try { return r.json('id') === id || r.json('server_id') === id; } catch (e) { return false; } })() },
-    { name: NAMES.register_then_read });
-  },
-};
 
 const MIX = SC.mix.filter(([, weight]) => weight > 0);
 const TOTAL_WEIGHT = MIX.reduce((sum, [, weight]) => sum + weight, 0);
 for (const [task] of MIX) {
-  if (!(task in TASKS)) throw new Error(`unknown task ${task} in CI_PERF_SCENARIO`);
+  if (!(task in PAYLOADS)) throw new Error(`unknown task ${task} in CI_PERF_SCENARIO`);
 }
+// Walk scenarios: the mix in order, weights as repeats reduced by their gcd (as the locustfile).
+function gcd(a, b) { return b ? gcd(b, a % b) : a; }
+const STEP = MIX.reduce((g, [, w]) => gcd(g, w), 0) || 1;
+const SEQUENCE = [];
+for (const [task, weight] of MIX) for (let i = 0; i < weight / STEP; i++) SEQUENCE.push(task);
 
 function pickTask() {
+  if (SC.walk) return SEQUENCE[exec.vu.iterationInScenario % SEQUENCE.length];
   let r = Math.random() * TOTAL_WEIGHT;
   for (const [task, weight] of MIX) {
     r -= weight;
@@ -238,8 +385,8 @@ function pickTask() {
 // One iteration = one weighted task, then think time (as Locust's wait_time between tasks).
 export default function () {
   const task = pickTask();
-  TASKS[task]();
-  if (task !== 'burst_list' && THINK[1] > 0) sleep(THINK[0] + Math.random() * (THINK[1] - THINK[0]));
+  play(task);
+  if (THINK[1] > 0) sleep(THINK[0] + Math.random() * (THINK[1] - THINK[0]));
 }
 
 // --- summary -------------------------------------------------------------------------------------
@@ -254,13 +401,17 @@ function textSummary(data) {
     'endpoint'.padEnd(48) + 'requests'.padStart(10) + 'failed'.padStart(8) + 'p50 ms'.padStart(9)
       + 'p95 ms'.padStart(9) + 'p99 ms'.padStart(9)];
   const row = (label, sel) => {
-    const n = m[`http_reqs${sel}`], f = m[`http_req_failed${sel}`], d = m[`http_req_duration${sel}`];
+    const n = m[`http_reqs${sel}`], f = m[`http_req_failed${sel}`], d = m[`ci_perf_ok${sel}`];
+    const w = m[`ci_perf_wrong${sel}`];
     if (!n || !n.values.count) return;
-    lines.push(label.padEnd(48) + String(n.values.count).padStart(10) + String(f.values.passes).padStart(8)
-      + fmt(d.values.med).padStart(9) + fmt(d.values['p(95)']).padStart(9) + fmt(d.values['p(99)']).padStart(9));
+    const failed = f.values.passes + (w ? w.values.count : 0);
+    const v = d ? d.values : {};
+    lines.push(label.padEnd(48) + String(n.values.count).padStart(10) + String(failed).padStart(8)
+      + fmt(v.med).padStart(9) + fmt(v['p(95)']).padStart(9) + fmt(v['p(99)']).padStart(9));
   };
   for (const [method, name] of ENDPOINTS) row(`${method} ${name}`, `{name:${name},method:${method}}`);
   row('Aggregated', '');
+  lines.push('(latency over right answers only; failed = error statuses + wrong answers)');
   return `${lines.join('\n')}\n`;
 }
 
@@ -268,6 +419,7 @@ export function handleSummary(data) {
   data.ci_perf = {
     format: FORMAT, scenario: SC.name, window_s: WINDOW_S, windows: N_WINDOWS,
     endpoints: ENDPOINTS, error_statuses: ERROR_STATUSES, expected_statuses: EXPECTED,
+    reasons: REASONS, decisions: DECISIONS,
     users: SC.users, duration_s: SC.duration_s, plan: PLAN,
     // A shard (--execution-segment) runs its share of the plan's VUs; merging shards needs to know.
     execution_segment: String(exec.test.options.executionSegment || ''),

@@ -1,5 +1,7 @@
 """Locust plugin loaded beside any locustfile (`-f locust_plugin.py,theirs.py`): per-window statistics
-per endpoint and a progress line, for our scenarios and for users' own locustfiles alike.
+per endpoint and a progress line, for our scenarios and for users' own locustfiles alike. Latencies here
+are of successful requests only (contract C1); Locust's own stats, which keep every request, give the
+all-requests figures. Policy decisions come in the request's context (`decision`) from our locustfile.
 
 It defines no User or shape class, so it never changes what a locustfile runs. Contract (env):
 CI_PERF_WINDOW_S (window length, s), CI_PERF_WINDOWS_FILE (written by the master or the local runner
@@ -29,7 +31,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from ci_perf.runners.base import Progress
 
-WINDOWS_FORMAT = 1
+WINDOWS_FORMAT = 2  # 2: histograms, sums, min and max over successful requests; policy decisions
 REPORT_KEY = "ci_perf_windows"
 
 
@@ -45,8 +47,14 @@ PROGRESS_S = max(_env_float("CI_PERF_PROGRESS_S", 10.0), 0.1)
 TOTAL_S = _env_float("CI_PERF_TOTAL_S", 0.0)
 WINDOWS_FILE = os.environ.get("CI_PERF_WINDOWS_FILE", "")
 
-# (window index, method, name) -> [requests, failures, {bucketed ms: count}, 429 answers]
+# (window index, method, name) -> [requests, failures, {bucketed ms: count}, 429 answers, sum ms, min ms,
+# max ms, {decision: count}]: latencies of successful requests only (Locust's own stats keep all of them).
 Bucket = list[Any]
+OK_SUM, OK_MIN, OK_MAX, DECISIONS = 4, 5, 6, 7
+
+
+def _new_bucket() -> Bucket:
+    return [0, 0, {}, 0, 0.0, None, None, {}]
 
 
 class _State:
@@ -67,7 +75,7 @@ S = _State
 
 def _on_request(
     request_type: str, name: str, response_time: float | None, response_length: int,
-    exception: BaseException | None = None, response: Any = None, **_: Any,
+    exception: BaseException | None = None, response: Any = None, context: Any = None, **_: Any,
 ) -> None:
     # Hot path: one dict lookup and a few increments per request.
     t0 = S.t0
@@ -77,35 +85,55 @@ def _on_request(
     key = (int((now - t0) / WINDOW_S), request_type, name)
     bucket = S.buckets.get(key)
     if bucket is None:
-        bucket = S.buckets[key] = [0, 0, {}, 0]
+        bucket = S.buckets[key] = _new_bucket()
     bucket[0] += 1
-    if exception:  # the same test Locust's own stats use to count a failure
-        bucket[1] += 1
     if getattr(response, "status_code", None) == 429:  # counted even where 429 is expected (rate limits)
         bucket[3] += 1
-    if response_time is not None:
+    decision = context.get("decision") if isinstance(context, dict) else None
+    if decision is not None:  # set by our locustfile on 2xx policy answers
+        bucket[DECISIONS][decision] = bucket[DECISIONS].get(decision, 0) + 1
+    if exception:  # the same test Locust's own stats use to count a failure
+        bucket[1] += 1
+    elif response_time is not None:
         # Looked up on the module each time so a custom bucketing stays in step with Locust's.
         rt = locust.stats.bucket_response_time(response_time)
         hist = bucket[2]
         hist[rt] = hist.get(rt, 0) + 1
+        bucket[OK_SUM] += response_time
+        if bucket[OK_MIN] is None or response_time < bucket[OK_MIN]:
+            bucket[OK_MIN] = response_time
+        if bucket[OK_MAX] is None or response_time > bucket[OK_MAX]:
+            bucket[OK_MAX] = response_time
 
 
 def drain() -> list[list[Any]]:
     """This process's windows as plain lists (msgpack- and JSON-safe); empties them."""
-    out = [[idx, method, name, b[0], b[1], sorted(b[2].items()), b[3]] for (idx, method, name), b in S.buckets.items()]
+    out = [[idx, method, name, b[0], b[1], sorted(b[2].items()), b[3], b[OK_SUM], b[OK_MIN], b[OK_MAX],
+            sorted(b[DECISIONS].items())] for (idx, method, name), b in S.buckets.items()]
     S.buckets = {}
     return out
 
 
+def _extreme(pick: Any, a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else pick(a, b)
+
+
 def absorb(rows: list[list[Any]]) -> None:
     """Add windows drained elsewhere (a worker) into this process's."""
-    for idx, method, name, requests, failures, hist, *limited in rows:  # a worker of an older ci-perf: no 429s
-        bucket = S.buckets.setdefault((int(idx), method, name), [0, 0, {}, 0])
+    for idx, method, name, requests, failures, hist, limited, ok_sum, ok_min, ok_max, decisions in rows:
+        bucket = S.buckets.get((int(idx), method, name))
+        if bucket is None:
+            bucket = S.buckets[(int(idx), method, name)] = _new_bucket()
         bucket[0] += requests
         bucket[1] += failures
-        bucket[3] += int(limited[0]) if limited else 0
+        bucket[3] += int(limited)
         for rt, count in hist:
             bucket[2][rt] = bucket[2].get(rt, 0) + count
+        bucket[OK_SUM] += ok_sum
+        bucket[OK_MIN] = _extreme(min, bucket[OK_MIN], ok_min)
+        bucket[OK_MAX] = _extreme(max, bucket[OK_MAX], ok_max)
+        for decision, count in decisions:
+            bucket[DECISIONS][decision] = bucket[DECISIONS].get(decision, 0) + count
 
 
 def _is_coordinator() -> bool:
@@ -217,8 +245,9 @@ def windows_document() -> dict[str, Any]:
         "stopped_at": S.stopped_at,
         "users": sorted(S.users.items()),
         "windows": [
-            {"index": i, "method": m, "name": n, "requests": r, "failures": f, "response_times": h, "limited": lim}
-            for i, m, n, r, f, h, lim in rows
+            {"index": i, "method": m, "name": n, "requests": r, "failures": f, "response_times": h, "limited": lim,
+             "ok_sum_ms": total, "ok_min_ms": low, "ok_max_ms": high, "decisions": dict(dec)}
+            for i, m, n, r, f, h, lim, total, low, high, dec in rows
         ],
         "errors": [
             {k: e[k] for k in ("method", "name", "error", "occurrences")}

@@ -2,8 +2,10 @@
 statuses and (optional) stages come from CI_PERF_SCENARIO, and whose auth comes from CI_PERF_AUTH.
 
 CI_PERF_SCENARIO is the JSON of Scenario.to_json(), or just a catalog name for manual runs
-(`CI_PERF_SCENARIO=smoke_test locust -f locustfile.py -H http://127.0.0.1:8000`). Results are named
-with the endpoint names of catalog.TASKS, so both tools report the same rows.
+(`CI_PERF_SCENARIO=smoke_test locust -f locustfile.py -H http://127.0.0.1:8000`). What each task sends
+and which answer is right come from the payload table (catalog.PAYLOADS, in the JSON as `tasks`), which
+k6_script.js reads too; answers are judged by answers.judge (contract C2). Each policy answer's decision
+rides to the plugin in the request's context (`decision`), where it is counted.
 """
 
 # Locust ships type hints but leaves some of its API unannotated.
@@ -17,13 +19,17 @@ import os
 import random
 import uuid
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
+from urllib.parse import urlencode
 
 from locust import LoadTestShape, between, constant
-from locust.contrib.fasthttp import FastHttpUser, ResponseContextManager
+from locust.contrib.fasthttp import FastHttpUser
 
 from ci_perf.auth import Auth
-from ci_perf.scenarios.catalog import SCENARIOS, TASKS
+from ci_perf.scenarios.answers import judge
+from ci_perf.scenarios.catalog import READ_NAME, REGISTER_NAME, SCENARIOS
+from ci_perf.scenarios.identity import Identity, TokensFile
 
 
 def _load_scenario() -> dict[str, Any]:
@@ -35,9 +41,14 @@ def _load_scenario() -> dict[str, Any]:
     return loaded
 
 
-def _load_auth() -> Auth:
+def _load_auth() -> tuple[Auth, str]:
+    """Auth and its tokens file (C5). Fields this Auth does not know are left out, not fatal."""
     raw = os.environ.get("CI_PERF_AUTH", "").strip()
-    return Auth(**json.loads(raw)) if raw else Auth.from_env(os.environ)
+    if not raw:
+        return Auth.from_env(os.environ), ""
+    data: dict[str, Any] = json.loads(raw)
+    known = {f.name for f in fields(Auth)}
+    return Auth(**{k: v for k, v in data.items() if k in known}), str(data.get("tokens_file") or "")
 
 
 def _headers(auth: Auth, write: bool) -> dict[str, str]:
@@ -52,69 +63,63 @@ def _headers(auth: Auth, write: bool) -> dict[str, str]:
 
 
 SCENARIO = _load_scenario()
-AUTH = _load_auth()
+AUTH, TOKENS_PATH = _load_auth()
+# Read once per process; every user of the process picks its identity's tokens from it.
+TOKENS = TokensFile.read(TOKENS_PATH) if TOKENS_PATH else None
 READ_HEADERS = _headers(AUTH, write=False)
 WRITE_HEADERS = _headers(AUTH, write=True)
 EXPECTED = frozenset(int(s) for s in SCENARIO.get("expected_statuses", ()))
-NAMES = {task: name for task, (_, name) in TASKS.items()}
-TOOL_NAMES = ("read_file", "search_docs", "query_database", "send_email", "delete_records", "run_report")
-SERVER_ACTIONS = ("server:register", "server:read", "server:update", "server:delete")
-SENSITIVITY = ("low", "medium", "high", "critical")
-# Ids registered in this process, shared by its users so that reads race writes on the same servers.
-KNOWN_IDS: list[str] = []
-MAX_KNOWN = 500
+PAYLOADS: dict[str, dict[str, Any]] = SCENARIO["tasks"]
+SERVER: dict[str, Any] = SCENARIO["server"]
+MAX_IDS = 200  # ids a user remembers for reads; bounded so long soaks don't grow memory
 THINK = tuple(float(x) for x in SCENARIO.get("think_time_s", (0.1, 0.5)))
+# The registration a read falls back on when the user has none yet (scenarios without register_server).
+FALLBACK_REGISTER = {"method": "POST", "path": "/api/v1/servers/", "name": REGISTER_NAME, "status": 201,
+                     "keys": ["server_id", "status"], "tools": 3}
+READ_BACK = {"method": "GET", "path": "/api/v1/servers/{id}", "name": READ_NAME, "status": 200,
+             "keys": ["id", "name", "status"]}
 
 
-def _remember(server_id: str) -> None:
-    KNOWN_IDS.append(server_id)
-    if len(KNOWN_IDS) > MAX_KNOWN:
-        del KNOWN_IDS[: len(KNOWN_IDS) - MAX_KNOWN]
+def _fill(value: Any, uid: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{uid}", uid)
+    if isinstance(value, dict):
+        return {k: _fill(v, uid) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, uid) for v in value]
+    return value
 
 
-def _judge(resp: ResponseContextManager, *body_keys: str) -> dict[str, Any] | None:
-    """Mark the response; return its JSON body when it is a 2xx carrying `body_keys`, else None."""
-    status = resp.status_code
-    if status in EXPECTED:
-        resp.success()
-        return None
-    if not 200 <= status < 300:
-        error = getattr(resp, "error", None)
-        resp.failure(f"HTTP {status}" if status else f"connection error: {type(error).__name__}")
-        return None
-    try:
-        body = resp.json()
-    except ValueError:
-        resp.failure("response is not JSON")
-        return None
-    if not isinstance(body, dict) or any(k not in body for k in body_keys):
-        resp.failure(f"response lacks {', '.join(body_keys)}")
-        return None
-    resp.success()
+def server_body(n_tools: int, owner_id: str) -> dict[str, Any]:
+    """A registration from the table's template (catalog.SERVER), as k6_script.js builds it."""
+    tools = SERVER["tools"]
+    body: dict[str, Any] = _fill(SERVER["template"], uuid.uuid4().hex[:12])
+    body["tools"] = [{**tools[i % len(tools)],
+                      "name": tools[i % len(tools)]["name"] + (f"_{i}" if i >= len(tools) else "")}
+                     for i in range(n_tools)]
+    body["sensitivity_level"] = random.choice(SERVER["sensitivity"])
+    body["metadata"] = {"tags": random.choice(SERVER["tags"]), "team_id": SERVER["team_id"], "owner_id": owner_id,
+                        "source": "ci-perf"}
     return body
 
 
-def server_body(n_tools: int) -> dict[str, Any]:
-    uid = uuid.uuid4().hex[:12]
-    return {
-        "name": f"perf-{uid}",
-        "transport": "http",
-        "endpoint": f"http://perf-{uid}.example.internal:8080/mcp",
-        "version": "1.0.0",
-        "description": "Registered by ci-perf load test",
-        "capabilities": ["tools", "prompts", "resources"],
-        "tools": [
-            {
-                "name": f"{TOOL_NAMES[i % len(TOOL_NAMES)]}_{i}",
-                "description": f"Load-test tool {i}",
-                "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
-                "sensitivity_level": SENSITIVITY[i % len(SENSITIVITY)],
-            }
-            for i in range(n_tools)
-        ],
-        "sensitivity_level": random.choice(SENSITIVITY),
-        "metadata": {"team": "performance", "source": "ci-perf", "environment": "test"},
-    }
+def query_for(spec: dict[str, Any], cursor: str | None) -> dict[str, str]:
+    q = {k: random.choice(values) for k, values in spec["query"].items()}
+    if cursor:
+        q["cursor"] = cursor
+    return q
+
+
+_STARTED = [0]  # users started in this process
+WORKERS = max(int(os.environ.get("CI_PERF_LOCUST_WORKERS") or 1), 1)
+
+
+def _user_number(user: FastHttpUser) -> int:
+    """A global user number: this process's count, interleaved with the other workers' by index."""
+    local = _STARTED[0]
+    _STARTED[0] += 1
+    index = max(int(getattr(user.environment.runner, "worker_index", 0) or 0), 0)
+    return local * WORKERS + index
 
 
 class SarkUser(FastHttpUser):
@@ -124,109 +129,83 @@ class SarkUser(FastHttpUser):
 
     def on_start(self) -> None:
         self.my_ids: list[str] = []
+        self.cursors: dict[str, str | None] = {}  # paging task -> next_cursor of its previous page
+        self.identity = Identity(_user_number(self), TOKENS)
+        self.step = 0  # walk scenarios: position in the mix
 
-    def _register(self, task: str, n_tools: int) -> str | None:
-        with self.client.post("/api/v1/servers/", json=server_body(n_tools), headers=WRITE_HEADERS,
-                              name=NAMES[task], catch_response=True) as resp:
-            body = _judge(resp, "server_id")
-        if body is None:
+    def headers(self, write: bool) -> dict[str, str]:
+        """Auth for one request: a tokens file's bearer token is picked per request (renewal)."""
+        base = WRITE_HEADERS if write else READ_HEADERS
+        if not self.identity.has_tokens:
+            return base
+        return {**base, "Authorization": f"Bearer {self.identity.token()}"}
+
+    def send(self, spec: dict[str, Any], *, path: str | None = None, query: dict[str, str] | None = None,
+             body: dict[str, Any] | None = None, expect: str | None = None,
+             check: Callable[[dict[str, Any]], str] | None = None) -> dict[str, Any] | None:
+        """One request of the table, judged; the JSON body of a right answer, else None."""
+        write = spec["method"] == "POST"
+        url = (path or spec["path"]) + (f"?{urlencode(query)}" if query else "")
+        with self.client.request(spec["method"], url, json=body, headers=self.headers(write), name=spec["name"],
+                                 catch_response=True) as resp:
+            error = getattr(resp, "error", None)
+            verdict = judge(resp.status_code, resp.text or "", spec, EXPECTED, expect,
+                            type(error).__name__ if error else "")
+            if verdict.decision is not None:
+                resp.request_meta["context"]["decision"] = verdict.decision  # the plugin counts it
+            failure = verdict.failure or (check(verdict.body) if check and verdict.body is not None else "")
+            if failure:
+                resp.failure(failure)
+                return None
+            resp.success()
+            return verdict.body
+
+    def register(self, spec: dict[str, Any]) -> str | None:
+        body = self.send(spec, body=server_body(int(spec["tools"]), self.identity.user_id))
+        if body is None or body.get("server_id") is None:
             return None
         sid = str(body["server_id"])
         self.my_ids.append(sid)
-        _remember(sid)
+        del self.my_ids[:-MAX_IDS]
+        if spec.get("read_back"):
+            self.send(READ_BACK, path=f"/api/v1/servers/{sid}",
+                      check=lambda b: "" if str(b.get("id")) == sid else "wrong answer: id mismatch")
         return sid
 
-    def _some_id(self) -> str | None:
-        """An id known to exist: this user's, this process's, a listed one, or a fresh registration."""
-        if self.my_ids:
-            return random.choice(self.my_ids)
-        if KNOWN_IDS:
-            return random.choice(KNOWN_IDS)
-        with self.client.get("/api/v1/servers/?limit=20&offset=0", headers=READ_HEADERS,
-                             name=NAMES["list_servers"], catch_response=True) as resp:
-            body = _judge(resp, "items")
-        ids = [str(s["id"]) for s in (body or {}).get("items", []) if isinstance(s, dict) and "id" in s]
-        KNOWN_IDS.extend(ids[:MAX_KNOWN])
-        return random.choice(ids) if ids else self._register("register_server", 3)
+    def some_id(self) -> str | None:
+        """A server this user registered, or a fresh registration."""
+        return random.choice(self.my_ids) if self.my_ids else self.register(FALLBACK_REGISTER)
 
-    def _get(self, path: str, task: str, *keys: str) -> dict[str, Any] | None:
-        with self.client.get(path, headers=READ_HEADERS, name=NAMES[task], catch_response=True) as resp:
-            return _judge(resp, *keys)
-
-    def _evaluate(self, task: str, payload: dict[str, Any]) -> None:
-        with self.client.post("/api/v1/policy/evaluate", json=payload, headers=WRITE_HEADERS,
-                              name=NAMES[task], catch_response=True) as resp:
-            body = _judge(resp, "decision")
-            if body is not None and body["decision"] not in ("allow", "deny"):
-                resp.failure(f"unknown decision {body['decision']!r}")
-
-
-def register_server(user: SarkUser) -> None:
-    user._register("register_server", 3)
+    def play(self, task: str) -> None:
+        spec = PAYLOADS[task]
+        if spec["policies"]:
+            policy = random.choice(spec["policies"])
+            sid = self.my_ids[-1] if policy["on_server"] and self.my_ids else None
+            self.send(spec, expect=policy["expect"],
+                      body={"user_id": self.identity.user_id, "action": policy["action"], "tool": policy["tool"],
+                            "server_id": sid, "parameters": policy["parameters"]})
+        elif spec["method"] == "POST":
+            self.register(spec)
+        elif "{id}" in spec["path"]:
+            sid = self.some_id()
+            if sid is not None:
+                self.send(spec, path=spec["path"].replace("{id}", sid))
+        else:
+            page = self.send(spec, query=query_for(spec, self.cursors.get(task)))
+            if spec["paging"]:  # follow the cursor while there are pages; start over after the last
+                self.cursors[task] = str(page["next_cursor"]) if page and page.get("has_more") \
+                    and page.get("next_cursor") else None
 
 
-def register_server_many_tools(user: SarkUser) -> None:
-    user._register("register_server_many_tools", 50)
+def _task(name: str) -> Callable[[SarkUser], None]:
+    def run(user: SarkUser) -> None:
+        user.play(name)
+
+    run.__name__ = name
+    return run
 
 
-def list_servers(user: SarkUser) -> None:
-    limit = random.choice((10, 20, 50))
-    user._get(f"/api/v1/servers/?limit={limit}&offset={random.randrange(0, 100, 10)}", "list_servers", "items")
-
-
-def search_servers(user: SarkUser) -> None:
-    user._get(f"/api/v1/servers/?search=perf-{uuid.uuid4().hex[0]}&limit=20", "search_servers", "items")
-
-
-def get_server(user: SarkUser) -> None:
-    sid = user._some_id()
-    if sid is not None:
-        user._get(f"/api/v1/servers/{sid}", "get_server", "id")
-
-
-def evaluate_tool_invocation(user: SarkUser) -> None:
-    sid = user.my_ids[-1] if user.my_ids else (KNOWN_IDS[-1] if KNOWN_IDS else None)
-    tool = random.choice(TOOL_NAMES)
-    payload: dict[str, Any] = {"action": "tool:invoke", "tool": tool, "server_id": sid, "parameters": {}}
-    user._evaluate("evaluate_tool_invocation", payload)
-
-
-def evaluate_server_action(user: SarkUser) -> None:
-    sid = random.choice(KNOWN_IDS) if KNOWN_IDS else None
-    user._evaluate("evaluate_server_action", {"action": random.choice(SERVER_ACTIONS), "server_id": sid})
-
-
-def health(user: SarkUser) -> None:
-    user._get("/health/", "health", "status")
-
-
-def burst_list(user: SarkUser) -> None:
-    # No think time comes from the scenario (rate_limit_test); 429 is accepted through EXPECTED.
-    user._get("/api/v1/servers/?limit=10", "burst_list", "items")
-
-
-def register_then_read(user: SarkUser) -> None:
-    """Register, then read the id back: the registration fails when its server cannot be read."""
-    with user.client.post("/api/v1/servers/", json=server_body(3), headers=WRITE_HEADERS,
-                          name=NAMES["register_then_read"], catch_response=True) as resp:
-        body = _judge(resp, "server_id")
-        if body is None:
-            return
-        sid = str(body["server_id"])
-        back = user._get(f"/api/v1/servers/{sid}", "get_server", "id")
-        if back is None or str(back.get("id")) != sid:
-            resp.failure("registered server could not be read back")
-            return
-        user.my_ids.append(sid)
-        _remember(sid)
-
-
-TASK_FUNCTIONS: dict[str, Callable[[SarkUser], None]] = {
-    f.__name__: f
-    for f in (register_server, register_server_many_tools, list_servers, search_servers, get_server,
-              evaluate_tool_invocation, evaluate_server_action, health, burst_list, register_then_read)
-}
-assert set(TASK_FUNCTIONS) == set(TASKS), "every catalog task needs a Locust implementation"
+TASK_FUNCTIONS: dict[str, Callable[[SarkUser], None]] = {name: _task(name) for name in PAYLOADS}
 
 
 def task_list(mix: list[tuple[str, int]]) -> list[Callable[[SarkUser], None]]:
@@ -236,7 +215,17 @@ def task_list(mix: list[tuple[str, int]]) -> list[Callable[[SarkUser], None]]:
     return [TASK_FUNCTIONS[name] for name, weight in mix for _ in range(int(weight) // step)]
 
 
-SarkUser.tasks = task_list(SCENARIO["mix"])  # type: ignore[assignment]
+SEQUENCE = task_list(SCENARIO["mix"])
+
+
+def walk(user: SarkUser) -> None:
+    """Walk scenarios: the mix in order, one task per turn."""
+    task = SEQUENCE[user.step % len(SEQUENCE)]
+    user.step += 1
+    task(user)
+
+
+SarkUser.tasks = [walk] if SCENARIO.get("walk") else SEQUENCE  # type: ignore[assignment]
 
 
 def stage_targets(scenario: dict[str, Any]) -> list[tuple[float, int]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -29,7 +28,7 @@ from ci_perf.runners.k6 import run_k6  # noqa: E402
 from ci_perf.scenarios.catalog import get_scenario  # noqa: E402
 from conftest import start_stub  # noqa: E402
 
-INPUTS = ("k6-summary.json", "k6-summary-export.json")
+INPUTS = ("k6-summary.json", "k6-summary-export.json", "k6.stderr.log")  # stderr: the failure texts
 
 
 @dataclass(frozen=True)
@@ -48,6 +47,7 @@ CASES = (
     Case("spike_test", "spike_test", 10, 8),
     Case("concurrent_failures", "concurrent_operations", 4, 5, ("--fail-rate", "0.1")),
     Case("user_script", "smoke_test", 2, 4, user_script=True),
+    Case("outage", "smoke_test", 2, 5, ("--fail-registrations", "--deny-all")),  # SARK failing closed
 )
 
 
@@ -63,8 +63,11 @@ def capture(case: Case, folder: Path) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             for name in INPUTS:
                 (folder / name).unlink(missing_ok=True)
-                if (Path(tmp) / name).is_file() and not (case.user_script and name == "k6-summary.json"):
-                    shutil.copyfile(Path(tmp) / name, folder / name)
+                if (Path(tmp) / name).is_file() and not (case.user_script and name != "k6-summary-export.json"):
+                    lines = (Path(tmp) / name).read_text().splitlines(keepends=True)
+                    if name.endswith(".log"):  # only what the parser reads
+                        lines = [line for line in lines if "ci-perf failure" in line]
+                    (folder / name).write_text("".join(lines))
     finally:
         proc.terminate()
         proc.wait(10)
@@ -75,8 +78,8 @@ def capture(case: Case, folder: Path) -> None:
 
 
 def artifacts_for(folder: Path) -> RunArtifacts:
-    files = {role: folder / name for role, name in zip(("k6_summary", "k6_summary_export"), INPUTS, strict=True)
-             if (folder / name).is_file()}
+    roles = ("k6_summary", "k6_summary_export", "stderr")
+    files = {role: folder / name for role, name in zip(roles, INPUTS, strict=True) if (folder / name).is_file()}
     return RunArtifacts(tool="k6", tool_version="1.1.0", started_at="", exit_code=0, files=files)
 
 
