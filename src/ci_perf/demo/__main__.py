@@ -1,4 +1,4 @@
-"""`python -m ci_perf.demo [--host H] [--port N] [--workers N]` serves the API; `... migrate` creates the schema."""
+"""`python -m ci_perf.demo [--host H] [--port N] [--workers N]` serves the API; `... migrate` creates the schemas."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import asyncio
 import logging
 import sys
 
-from ci_perf.errors import CiPerfError
+from ci_perf.errors import EXIT_INFRA, CiPerfError
+
+log = logging.getLogger("ci_perf.demo")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,33 +22,35 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _migrate() -> list[str]:
-    from ci_perf.demo import db
+async def _prepare() -> list[str]:
+    """Both databases reachable and their schemas created, before any worker starts."""
+    from ci_perf.demo.app import open_databases
     from ci_perf.demo.settings import Settings
 
-    settings = Settings.from_env()
-    pool = await db.connect_pool(settings.database_url, 1, settings.connect_timeout_s)
-    try:
-        async with pool.acquire() as conn:
-            return await db.migrate(conn)
-    finally:
-        await pool.close()
+    main, audit, extras = await open_databases(Settings.from_env(), 1, 1)
+    await main.close()
+    await audit.close()
+    return extras
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        from ci_perf.demo.settings import Settings
+    from ci_perf.demo.app import StartupError
+    from ci_perf.demo.settings import Settings
 
+    try:
         Settings.from_env()  # a bad knob fails here, with one line, not in every worker
-        if args.command == "migrate":
-            extras = asyncio.run(_migrate())
-            print(f"schema ready (extras: {', '.join(extras) or 'none'})", flush=True)
-            return 0
+        extras = asyncio.run(_prepare())
     except CiPerfError as exc:
         print(f"ci_perf.demo: {exc}", file=sys.stderr)
         return exc.exit_code
+    except StartupError as exc:
+        log.error("refusing to start: %s", exc)
+        return EXIT_INFRA
+    if args.command == "migrate":
+        print(f"schema ready (extras: {', '.join(extras) or 'none'})", flush=True)
+        return 0
     import uvicorn
 
     uvicorn.run(

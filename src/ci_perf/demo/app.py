@@ -18,12 +18,21 @@ from starlette.routing import Route
 
 from ci_perf.demo import db, health
 from ci_perf.demo.audit import AuditWriter
-from ci_perf.demo.policy import LEVELS, PolicyInputError, PolicyRequest, evaluate
+from ci_perf.demo.opa_client import OpaClient, PolicyServiceError
+from ci_perf.demo.paging import ListQuery, encode_cursor
+from ci_perf.demo.policy import (
+    Caller,
+    PolicyInputError,
+    PolicyRequest,
+    fail_closed,
+    read_decision,
+    registration_input,
+)
 from ci_perf.demo.runtime import Demo, api, hash_key, log
 from ci_perf.demo.settings import Settings
 from ci_perf.demo.validation import ValidationError, server_payload
 
-MAX_LIMIT = 1000
+REGISTRATION_FAILED = {"detail": "Server registration failed"}
 
 
 async def _json_body(request: Request) -> Any:
@@ -33,35 +42,53 @@ async def _json_body(request: Request) -> Any:
         raise ValidationError("body is not valid JSON") from None
 
 
+async def ask_policy(demo: Demo, doc: dict[str, Any]) -> dict[str, Any]:
+    """The policy service's decision for one input document; raises PolicyServiceError when it cannot say."""
+    answer = await demo.opa.post(demo.settings.opa_policy_path, {"input": doc})
+    try:
+        return read_decision(answer)
+    except ValueError as exc:
+        raise PolicyServiceError(str(exc)) from None
+
+
 @api("registration")
-async def register_server(request: Request, demo: Demo, actor: str) -> Response:
+async def register_server(request: Request, demo: Demo, caller: Caller) -> Response:
     server = server_payload(await _json_body(request))
+    try:
+        decision = await ask_policy(demo, registration_input(caller, server))
+    except PolicyServiceError as exc:  # fail closed, as SARK does: no policy answer, no registration
+        log.warning("server registration failed: %s", exc)
+        return JSONResponse(REGISTRATION_FAILED, status_code=500)
+    if decision["decision"] != "allow":
+        return JSONResponse({"detail": "Server registration denied by policy"}, status_code=403)
     server_id = uuid.uuid4()
-    async with demo.connection() as conn:
-        await db.insert_server(conn, server_id, server)
+    try:
+        async with demo.connection() as conn:
+            await db.insert_server(conn, server_id, server)
+    except Exception as exc:
+        log.warning("server registration failed: %s: %s", type(exc).__name__, exc)
+        return JSONResponse(REGISTRATION_FAILED, status_code=500)
     demo.audit.record(
-        "server_registered", actor, str(server_id), action="server:register",
-        details={"name": server["name"], "tools": len(server["tools"])},
+        "server_registered", caller.user_id, str(server_id), action="server:register",
+        decision="allow", reason=decision["reason"],
+        details={"server_name": server["name"], "transport": server["transport"], "tool_count": len(server["tools"]),
+                 "sensitivity_level": server["sensitivity_level"], "user_email": caller.email},
     )  # fmt: skip
-    return JSONResponse({"server_id": str(server_id), "status": "registered"}, status_code=201)
+    return JSONResponse({"server_id": str(server_id), "status": "registered", "consul_id": None}, status_code=201)
 
 
 @api("read")
-async def list_servers(request: Request, demo: Demo, actor: str) -> Response:
-    q = request.query_params
-    limit = min(max(_int_param(q.get("limit"), 50, "limit"), 1), MAX_LIMIT)
-    offset = max(_int_param(q.get("offset"), 0, "offset"), 0)
-    level = q.get("sensitivity_level") or None
-    if level is not None and level not in LEVELS:
-        raise ValidationError(f"sensitivity_level must be one of {', '.join(LEVELS)}")
+async def list_servers(request: Request, demo: Demo, caller: Caller) -> Response:
+    query = ListQuery.parse(request.query_params)
     async with demo.connection() as conn:
-        items, total = await db.list_servers(conn, q.get("status") or None, level, q.get("search") or None,
-                                             limit, offset)  # fmt: skip
-    return JSONResponse({"items": items, "total": total, "limit": limit, "offset": offset})
+        items, has_more, total = await db.list_servers(conn, query)
+    last = items[-1] if items and has_more else None
+    next_cursor = encode_cursor(last["created_at"], last["id"]) if last else None
+    return JSONResponse({"items": items, "next_cursor": next_cursor, "has_more": has_more, "total": total})
 
 
 @api("read")
-async def get_server(request: Request, demo: Demo, actor: str) -> Response:
+async def get_server(request: Request, demo: Demo, caller: Caller) -> Response:
     try:
         server_id = uuid.UUID(request.path_params["server_id"])
     except ValueError:
@@ -74,20 +101,25 @@ async def get_server(request: Request, demo: Demo, actor: str) -> Response:
 
 
 @api("policy")
-async def evaluate_policy(request: Request, demo: Demo, actor: str) -> Response:
+async def evaluate_policy(request: Request, demo: Demo, caller: Caller) -> Response:
     try:
         req = PolicyRequest.parse(await _json_body(request))
     except PolicyInputError as exc:
         raise ValidationError(str(exc)) from None
-    key = req.cache_key()
+    key = req.cache_key(caller)
     result, hit = await _cached_decision(demo, key)
     if result is None:
-        result = evaluate(req, await _policy_facts(demo, req))
-        with contextlib.suppress(Exception):  # no cache is slower, not wrong
-            await demo.redis.set(key, json.dumps(result), ex=max(1, demo.settings.policy_cache_ttl_s))
+        try:
+            result = await ask_policy(demo, await _policy_input(demo, req, caller))
+        except PolicyServiceError as exc:  # fail closed: a 200 deny, never cached
+            log.warning("policy evaluation failed: %s", exc)
+            result = fail_closed(str(exc))
+        else:
+            with contextlib.suppress(Exception):  # no cache is slower, not wrong
+                await demo.redis.set(key, json.dumps(result), ex=max(1, demo.settings.policy_cache_ttl_s))
     demo.audit.record(
-        "policy_decision", actor, req.server_id, action=req.action, tool=req.tool,
-        decision=result["decision"], reason=result["reason"], details={"cache_hit": hit},
+        "policy_decision", req.user_id, req.server_id, action=req.action, tool=req.tool,
+        decision=result["decision"], reason=result["reason"], details={"cache_hit": hit, "role": caller.role},
     )  # fmt: skip
     return JSONResponse({**result, "cache_hit": hit})
 
@@ -101,19 +133,20 @@ async def _cached_decision(demo: Demo, key: str) -> tuple[dict[str, Any] | None,
     return (json.loads(raw), True) if raw else (None, False)
 
 
-async def _policy_facts(demo: Demo, req: PolicyRequest) -> dict[str, Any] | None:
-    if not req.needs_server:
-        return None
-    try:
-        server_id = uuid.UUID(req.server_id)
-    except ValueError:
-        return None  # not a server id we could know: the policy denies it as unknown
-    async with demo.connection() as conn:
-        return await db.policy_facts(conn, server_id, req.tool)
+async def _policy_input(demo: Demo, req: PolicyRequest, caller: Caller) -> dict[str, Any]:
+    """The OPA input, with the tool's registered sensitivity when the server is known (SARK sends medium)."""
+    facts = None
+    if req.server_id:
+        async with demo.connection() as conn:
+            facts = await db.policy_facts(conn, uuid.UUID(req.server_id), req.tool)
+    server = None if facts is None else {"id": req.server_id, "name": facts["name"], "status": facts["status"],
+                                         "sensitivity_level": facts["server_level"]}  # fmt: skip
+    tool_level = (facts or {}).get("tool_level") or "medium"
+    return req.opa_input(caller, tool_level, server)
 
 
 @api("auth")
-async def create_api_key(request: Request, demo: Demo, actor: str) -> Response:
+async def create_api_key(request: Request, demo: Demo, caller: Caller) -> Response:
     body = await _json_body(request)
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object")
@@ -139,15 +172,6 @@ async def create_api_key(request: Request, demo: Demo, actor: str) -> Response:
     )  # fmt: skip
 
 
-def _int_param(raw: str | None, default: int, name: str) -> int:
-    if raw in (None, ""):
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValidationError(f"{name} must be an integer") from None
-
-
 async def _validation_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": str(exc)}, status_code=422)
 
@@ -162,25 +186,49 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
 
 
+async def open_databases(settings: Settings, main_size: int, audit_size: int) -> tuple[Any, Any, list[str]]:
+    """Both pools, each schema created; raises StartupError naming the database that is missing."""
+    pools = []
+    try:
+        for what, database, size in (("POSTGRES", settings.postgres, main_size),
+                                     ("TIMESCALE", settings.timescale, audit_size)):  # fmt: skip
+            try:
+                pools.append(await db.connect_pool(database.dsn, size, settings.connect_timeout_s))
+            except Exception as exc:
+                why = f"{type(exc).__name__}: {exc}"
+                raise StartupError(f"{what} database {database.label} is not usable: {why} "
+                                   f"(check {what}_HOST/PORT/USER/PASSWORD/DB)") from None  # fmt: skip
+        async with pools[0].acquire() as main, pools[1].acquire() as audit:
+            extras = await db.migrate_both(main, audit)
+        return pools[0], pools[1], extras
+    except BaseException:
+        for pool in pools:
+            await pool.close()
+        raise
+
+
+class StartupError(Exception):
+    """The API cannot serve (a database is missing or unreachable): one line, then a non-zero exit."""
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    pool = await db.connect_pool(settings.database_url, settings.db_pool_size, settings.connect_timeout_s)
-    pool_cls = aioredis.BlockingConnectionPool
-    redis = aioredis.Redis(
-        connection_pool=pool_cls.from_url(settings.redis_url, max_connections=settings.redis_pool_size)
-    )
+    pool, audit_pool, extras = await open_databases(settings, settings.db_pool_size, max(2, settings.db_pool_size // 2))
+    redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.redis_pool_size))  # fmt: skip
+    opa = OpaClient(settings.opa_url, settings.opa_timeout_s)
     try:
-        async with pool.acquire() as conn:
-            extras = await db.migrate(conn)
-        audit = AuditWriter(pool)
+        audit = AuditWriter(audit_pool)
         audit.start()
-        app.state.demo = Demo(settings, pool, redis, audit, extras)
+        app.state.demo = Demo(settings, pool, audit_pool, redis, audit, opa, extras)
         yield
         await audit.stop()
     finally:
+        await opa.close()
         await redis.aclose()
         await pool.close()
+        await audit_pool.close()
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -1,4 +1,5 @@
-"""What every /api/* request passes through: API-key auth, the Redis rate limit and the fault knobs."""
+"""What every /api/* request passes through: auth (JWT + CSRF, or the older API-key mode), the Redis
+rate limit and the fault knobs."""
 
 from __future__ import annotations
 
@@ -20,33 +21,51 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ci_perf.demo.audit import AuditWriter
+from ci_perf.demo.auth import AuthError, TokenVerifier, anonymous, check_csrf, check_role, unauthorized
+from ci_perf.demo.opa_client import OpaClient
+from ci_perf.demo.policy import Caller
 from ci_perf.demo.settings import Settings
 
 log = logging.getLogger("ci_perf.demo")
 
-UNAUTHORIZED = {"detail": "Missing or invalid API key"}
 RATE_WINDOW_S = 60
 
 
 @dataclass
 class Demo:
-    """The running app's state: settings, pools, the audit writer and a few caches."""
+    """The running app's state: settings, pools, the audit writer, the policy client and a few caches."""
 
     settings: Settings
-    pool: asyncpg.Pool
+    pool: asyncpg.Pool  # POSTGRES_*: servers, tools, API keys
+    audit_pool: asyncpg.Pool  # TIMESCALE_*: audit events
     redis: aioredis.Redis
     audit: AuditWriter
+    opa: OpaClient
     extras: list[str] = field(default_factory=list)  # optional schema parts that could be set up
     known_keys: dict[str, str] = field(default_factory=dict)  # key hash -> key id (keys are never revoked)
     leak: list[bytes] = field(default_factory=list)  # CI_PERF_DEMO_LEAK_KB_PER_REQUEST keeps memory here
 
-    async def actor(self, request: Request) -> str | None:
-        """Who is calling: 'bootstrap', a created key's id, or None when auth fails."""
+    def __post_init__(self) -> None:
+        self.verifier = TokenVerifier(self.settings.secret_key)
+
+    async def caller(self, request: Request) -> Caller:
+        """Who is calling; raises AuthError (401/403) when they may not."""
+        mode = self.settings.auth_mode
+        if mode == "jwt":
+            caller = self.verifier.caller(request.headers.get("authorization", ""))
+            if request.method != "GET":
+                check_csrf(request)
+        else:
+            caller = anonymous(await self._api_key_actor(request))
+        check_role(caller, request.method)
+        return caller
+
+    async def _api_key_actor(self, request: Request) -> str:
         given = request.headers.get("x-api-key", "")
-        if not self.settings.api_key:  # auth off: still tell callers apart for the rate limit
+        if self.settings.auth_mode == "none" or not self.settings.api_key:
             return "anon:" + (given or (request.client.host if request.client else "-"))
         if not given:
-            return None
+            raise unauthorized("Missing or invalid API key")
         if hmac.compare_digest(given.encode(), self.settings.api_key.encode()):
             return "bootstrap"
         digest = hash_key(given)
@@ -55,7 +74,7 @@ class Demo:
         async with self.connection() as conn:
             key_id = await conn.fetchval("SELECT id FROM api_keys WHERE key_hash = $1", digest)
         if key_id is None:
-            return None
+            raise unauthorized("Missing or invalid API key")
         self.known_keys[digest] = str(key_id)
         return str(key_id)
 
@@ -67,14 +86,14 @@ class Demo:
                 await conn.execute("SELECT pg_sleep($1)", self.settings.db_latency_s)
             yield conn
 
-    async def retry_after(self, actor: str) -> int:
+    async def retry_after(self, who: str) -> int:
         """Seconds until the caller may retry, or 0 when under the limit (fixed one-minute windows)."""
         limit = self.settings.rate_limit_per_minute
         if limit <= 0:
             return 0
         now = time.time()
         window = int(now // RATE_WINDOW_S)
-        key = f"ratelimit:{actor}:{window}"
+        key = f"ratelimit:{who}:{window}"
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.incr(key)
@@ -103,7 +122,7 @@ def hash_key(key: str) -> str:
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-Handler = Callable[[Request, Demo, str], Awaitable[Response]]
+Handler = Callable[[Request, Demo, Caller], Awaitable[Response]]
 
 
 def api(group: str) -> Callable[[Handler], Endpoint]:
@@ -113,17 +132,18 @@ def api(group: str) -> Callable[[Handler], Endpoint]:
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             demo: Demo = request.app.state.demo
-            actor = await demo.actor(request)
-            if actor is None:
-                return JSONResponse(UNAUTHORIZED, status_code=401)
-            wait = await demo.retry_after(actor)
+            try:
+                caller = await demo.caller(request)
+            except AuthError as exc:
+                return exc.response()
+            wait = await demo.retry_after(caller.user_id)
             if wait:
                 return JSONResponse(
                     {"detail": "Rate limit exceeded"}, status_code=429, headers={"Retry-After": str(wait)}
                 )
             if await demo.inject_faults(group):
                 return JSONResponse({"detail": "injected failure (CI_PERF_DEMO_ERROR_RATE)"}, status_code=500)
-            return await handler(request, demo, actor)
+            return await handler(request, demo, caller)
 
         return endpoint
 

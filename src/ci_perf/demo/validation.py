@@ -1,4 +1,4 @@
-"""Validation of a server registration: the body a SARK client sends, normalised or rejected."""
+"""Validation of a server registration: SARK's ServerRegistrationRequest, normalised or rejected (422)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 from ci_perf.demo.policy import LEVELS
 
-TRANSPORTS = ("http", "sse", "stdio", "websocket")
+TRANSPORTS = ("http", "stdio", "sse")
+MCP_VERSION = "2025-06-18"  # SARK's default `version`: the MCP protocol version, not the server's
 MAX_TOOLS = 1000
 
 
@@ -18,12 +19,11 @@ def server_payload(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object")
     name = _text(body, "name", required=True, limit=255)
-    transport = _text(body, "transport") or "http"
+    transport = _text(body, "transport", required=True)
     if transport not in TRANSPORTS:
         raise ValidationError(f"transport must be one of {', '.join(TRANSPORTS)}")
-    endpoint = _text(body, "endpoint", limit=2048)
-    if transport != "stdio" and not endpoint:
-        raise ValidationError(f"endpoint is required for transport {transport}")
+    if "tools" not in body:
+        raise ValidationError("tools is required (a list, may be empty)")
     capabilities = body.get("capabilities") or []
     if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
         raise ValidationError("capabilities must be a list of strings")
@@ -33,13 +33,15 @@ def server_payload(body: Any) -> dict[str, Any]:
     return {
         "name": name,
         "transport": transport,
-        "endpoint": endpoint or None,
-        "version": _text(body, "version", limit=64),
-        "description": _text(body, "description", limit=10_000),
+        "endpoint": _text(body, "endpoint", limit=500) or None,
+        "command": _text(body, "command", limit=500) or None,
+        "version": _text(body, "version", limit=64) or MCP_VERSION,
+        "description": _text(body, "description", limit=1000),
         "capabilities": capabilities,
         "sensitivity_level": _level(body, "sensitivity_level"),
+        "signature": _text(body, "signature", limit=10_000) or None,
         "metadata": metadata,
-        "tools": _tools(body.get("tools") or []),
+        "tools": _tools(body.get("tools")),
     }
 
 
@@ -53,14 +55,19 @@ def _tools(raw: Any) -> list[dict[str, Any]]:
         params = t.get("parameters") or {}
         if not isinstance(params, dict):
             raise ValidationError(f"tools[{i}].parameters must be an object")
+        approval = t.get("requires_approval", False)
+        if not isinstance(approval, bool):
+            raise ValidationError(f"tools[{i}].requires_approval must be true or false")
         name = _text(t, "name", required=True, limit=255, where=f"tools[{i}].")
         if name in tools:
             raise ValidationError(f"tools[{i}].name {name!r} is listed twice")
+        _text(t, "signature", limit=10_000, where=f"tools[{i}].")
         tools[name] = {
             "name": name,
             "description": _text(t, "description", limit=10_000, where=f"tools[{i}]."),
             "parameters": params,
             "sensitivity_level": _level(t, "sensitivity_level", where=f"tools[{i}]."),
+            "requires_approval": approval,
         }
     return list(tools.values())
 
