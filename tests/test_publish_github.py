@@ -185,8 +185,18 @@ def test_not_a_pull_request_posts_nothing(api: FakeApi, tmp_path: Path) -> None:
 
 def test_missing_token_is_one_line_naming_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^GITHUB_TOKEN is not set") as err:
-        gh.publish_github("x", scenario="s", tool="k6", report_dir=tmp_path, env={"GITHUB_REF": "refs/pull/3/merge"})
+        gh.client_from_env({})
     assert "\n" not in str(err.value)
+
+
+def test_publishing_without_a_token_warns_once_skips_the_comment_and_keeps_the_files(tmp_path: Path) -> None:
+    out = io.StringIO()
+    status = gh.publish_github("all good", scenario="s", tool="k6", report_dir=tmp_path,
+                               env={"GITHUB_REF": "refs/pull/3/merge"}, stream=out)
+    assert (status.posted, status.action) == (False, "skipped") and "GITHUB_TOKEN" in status.detail
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("::warning") and "GITHUB_TOKEN is not set" in lines[0]
+    assert "all good" in (tmp_path / "comment.md").read_text() and (tmp_path / "summary.md").is_file()
 
 
 def test_pr_number_from_event_then_ref(tmp_path: Path) -> None:

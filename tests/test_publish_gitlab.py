@@ -118,6 +118,11 @@ def test_outside_a_merge_request_only_the_file_is_written(api: FakeApi, tmp_path
 
 def test_missing_token_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^CI_PERF_GITLAB_TOKEN is not set"):
-        gl.publish_gitlab("x", scenario="s", tool="k6", report_dir=tmp_path, env={"CI_MERGE_REQUEST_IID": "1"})
+        gl.client_from_env({})
+    err = io.StringIO()
+    status = gl.publish_gitlab("x", scenario="s", tool="k6", report_dir=tmp_path, env={"CI_MERGE_REQUEST_IID": "1"},
+                               stream=err)
+    assert (status.posted, status.action) == (False, "skipped") and (tmp_path / "comment.md").is_file()
+    assert err.getvalue().count("\n") == 1 and "warning: CI_PERF_GITLAB_TOKEN is not set" in err.getvalue()
     assert gl.client_from_env({"GITLAB_TOKEN": "t" * 8}).headers["PRIVATE-TOKEN"] == "t" * 8
     assert gl.client_from_env({"CI_JOB_TOKEN": "j" * 8}, allow_job_token=True).headers["JOB-TOKEN"] == "j" * 8

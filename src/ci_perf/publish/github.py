@@ -186,6 +186,11 @@ def publish_github(body: str, *, scenario: str, tool: str, report_dir: Path, env
     if env.get("ACT") == "true" or number is None:
         why = "ACT=true: no API calls" if env.get("ACT") == "true" else "not a pull request"
         return _not_posted("skipped", why, full, scenario, tool, number, report_dir, files)
+    if client is None and not any(env.get(v) for v in TOKEN_VARS):
+        # No token must not fail a job whose gate passed: say so once, keep every file.
+        why = "GITHUB_TOKEN is not set: PR comment skipped; pass `GITHUB_TOKEN: ${{ github.token }}` in the step's env"
+        print(annotation_line(Annotation("warning", why, "ci-perf")), file=out)
+        return _not_posted("skipped", why, full, scenario, tool, number, report_dir, files)
     api = client or client_from_env(env)
     try:
         status = upsert_comment(api, require(env, "GITHUB_REPOSITORY"), number, marker, full)
