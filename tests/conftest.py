@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -48,14 +49,18 @@ def sark_stub() -> Iterator[str]:
 _OUR_PROGRAMS = ("postgres", "redis-server", "locust", "k6", "ci_perf.demo", "sark_stub.py", "uvicorn")
 
 
+_STATE_FOLDER = re.compile(r"ci-perf-runs(-\d+)?")
+
+
 def _leftovers() -> set[str]:
     """Containers, networks, processes, temp folders and state files a ci-perf run creates."""
     import glob
 
     import psutil
 
-    found = {f"temp folder {p}" for p in glob.glob("/tmp/ci-perf-*") if Path(p).name != "ci-perf-runs"}
-    found |= {f"state file {p}" for p in glob.glob("/tmp/ci-perf-runs/*.json")}
+    # The run-state folders (one per user, /tmp/ci-perf-runs-<uid>) stay; the state files in them must not.
+    found = {f"temp folder {p}" for p in glob.glob("/tmp/ci-perf-*") if not _STATE_FOLDER.fullmatch(Path(p).name)}
+    found |= {f"state file {p}" for p in glob.glob("/tmp/ci-perf-runs*/*.json")}
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
         if any(word in cmd for word in _OUR_PROGRAMS) and "pytest" not in cmd and _this_session(proc):

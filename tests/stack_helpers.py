@@ -15,12 +15,11 @@ import psutil
 import requests
 
 from ci_perf.services.base import StackConfig, StackInfo
-from ci_perf.services.local import LocalStack
+from ci_perf.services.local import LocalStack, find_pg_bindir
 from conftest import free_port
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-HAVE_SERVICES = (PG_BIN / "postgres").exists() and shutil.which("redis-server") is not None
-SKIP_REASON = "needs PostgreSQL 15 binaries and redis-server (apt install postgresql redis-server)"
+HAVE_SERVICES = find_pg_bindir() is not None and shutil.which("redis-server") is not None
+SKIP_REASON = "needs PostgreSQL server binaries and redis-server (apt install postgresql redis-server)"
 
 
 def local_config(log_dir: Path, **kw: object) -> StackConfig:

@@ -6,12 +6,15 @@ in a process group we own; as root it runs as the `postgres` user, since Postgre
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import os
+import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +27,8 @@ from ci_perf.services.base import StackConfig, StackInfo, register, wait_until
 from ci_perf.services.placeholders import Address
 from ci_perf.services.services_spec import ServiceSpec
 
-PG_BIN = Path(os.environ.get("CI_PERF_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_TOOLS = ("initdb", "postgres", "pg_isready", "psql")
+DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")  # one bin folder per installed major
 # A throwaway database for load tests: durability buys nothing, speed and stable latency do.
 PG_SETTINGS = {
     "listen_addresses": "127.0.0.1",
@@ -97,27 +101,24 @@ class LocalStack:
     # --- PostgreSQL ---------------------------------------------------------------------------
 
     def _start_postgres(self) -> int:
+        pg_bin = pg_bindir()
         cfg, user = self.config, procs.service_user()
-        if not (PG_BIN / "postgres").exists():
-            raise ConfigError(
-                f"PostgreSQL binaries not found in {PG_BIN}; apt install postgresql or set CI_PERF_PG_BIN"
-            )
         tmp = self._temp_dir("pg", user)
         data, log, port = tmp / "data", cfg.log_dir / "postgres.log", free_port()
         env = {**os.environ, "LC_ALL": "C.UTF-8"}
-        initdb = [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
+        initdb = [str(pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
                   "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"]  # fmt: skip
         code, _ = procs.run_logged("initdb", initdb, log, env, 120, user=user)
         if code != 0:
             raise ServiceError(f"postgres: initdb failed (exit {code})\n{_tail(log)}")
-        argv = [str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port), "-k", str(tmp)]
+        argv = [str(pg_bin / "postgres"), "-D", str(data), "-p", str(port), "-k", str(tmp)]
         for key, value in PG_SETTINGS.items():
             argv += ["-c", f"{key}={value}"]
         # SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for every client to leave.
         proc = self._spawn("postgres", argv, log, env, user=user, stop_signal=signal.SIGINT)
-        ready = [str(PG_BIN / "pg_isready"), "-q", "-h", str(tmp), "-p", str(port)]
+        ready = [str(pg_bin / "pg_isready"), "-q", "-h", str(tmp), "-p", str(port)]
         self._wait("postgres", proc, lambda: procs.run_logged("pg_isready", ready, tmp / "ready.log", env, 5)[0] == 0)
-        psql = [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(tmp), "-p", str(port),
+        psql = [str(pg_bin / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(tmp), "-p", str(port),
                 "-U", "postgres", "-d", "postgres", "-f", str(self._setup_script(tmp, user))]  # fmt: skip
         code, out = procs.run_logged("psql", psql, log, env, 60, user=user)
         if code != 0:
@@ -137,7 +138,7 @@ class LocalStack:
     def _start_redis(self) -> int:
         redis_server = shutil.which("redis-server")
         if not redis_server:
-            raise ConfigError("redis-server not found on PATH; apt install redis-server")
+            raise ConfigError(f"redis-server not found on PATH; install it: {apt_install('redis-server')}")
         tmp, port = self._temp_dir("redis", None), free_port()
         argv = [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--dir", str(tmp), "--logfile", ""]  # fmt: skip
@@ -211,6 +212,45 @@ class LocalStack:
         wait_until(what, check, self.config.health_timeout_s, interval_s=0.2, logs=proc.log_text, alive=proc.alive)
 
 
+def find_pg_bindir() -> Path | None:
+    """PostgreSQL's server binaries, any supported major: CI_PERF_PG_BIN, `pg_config --bindir`,
+    /usr/lib/postgresql/*/bin newest first (Debian, Ubuntu: GitHub's runners have 16, not 15), PATH."""
+    if os.environ.get("CI_PERF_PG_BIN"):
+        return Path(os.environ["CI_PERF_PG_BIN"])
+    candidates: list[Path] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10).stdout
+            candidates.append(Path(out.strip()))
+    majors = DEBIAN_PG_ROOT.glob("*/bin")
+    candidates += sorted(majors, key=lambda p: _major(p.parent.name), reverse=True)
+    on_path = shutil.which("postgres") or shutil.which("initdb")
+    if on_path:
+        candidates.append(Path(on_path).parent)
+    return next((c for c in candidates if all((c / tool).exists() for tool in PG_TOOLS)), None)
+
+
+def pg_bindir() -> Path:
+    found = find_pg_bindir()
+    if found is None:
+        raise ConfigError("PostgreSQL server not found (pg_config --bindir, /usr/lib/postgresql/*/bin, PATH); "
+                          f"install it: {apt_install('postgresql')}, or set CI_PERF_PG_BIN to its bin folder")
+    missing = [tool for tool in PG_TOOLS if not (found / tool).exists()]
+    if missing:
+        raise ConfigError(f"CI_PERF_PG_BIN={found} has no {', '.join(missing)}; point it at PostgreSQL's bin folder")
+    return found
+
+
+def apt_install(package: str) -> str:
+    """The command that installs a Debian/Ubuntu package for whoever runs ci-perf."""
+    return ("" if os.geteuid() == 0 else "sudo ") + f"apt-get install -y {package}"
+
+
+def _major(name: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", name)) or (0,)
+
+
 def cleanup_local(run_id: str | None) -> list[str]:
     """Remove what a killed run left behind (one run, or every run when run_id is None)."""
     folder = procs.state_dir()
@@ -218,7 +258,7 @@ def cleanup_local(run_id: str | None) -> list[str]:
         return []
     # <run_id>.json: the local backend's processes; <run_id>.<part>.json: other parts of the run (tokens).
     files = [folder / f"{run_id}.json", *sorted(folder.glob(f"{run_id}.*.json"))] if run_id \
-        else sorted(folder.glob("*.json"))
+        else procs.own_state_files(folder)
     removed: list[str] = []
     for path in files:
         if path.exists():

@@ -23,11 +23,28 @@ Check = Callable[[], bool]
 
 
 def state_dir() -> Path:
-    """Where run state files live: CI_PERF_STATE_DIR, else $XDG_RUNTIME_DIR/ci-perf-runs, else /tmp."""
+    """Where this user's run state files live: CI_PERF_STATE_DIR, else $XDG_RUNTIME_DIR/ci-perf-runs,
+    else /tmp/ci-perf-runs-<uid>. Per user, so that one user's folder never blocks or exposes another's."""
     if os.environ.get("CI_PERF_STATE_DIR"):
         return Path(os.environ["CI_PERF_STATE_DIR"])
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    return Path(runtime) / "ci-perf-runs" if runtime else Path("/tmp/ci-perf-runs")
+    if runtime and os.access(runtime, os.W_OK):
+        return Path(runtime) / "ci-perf-runs"
+    return Path(f"/tmp/ci-perf-runs-{os.geteuid()}")
+
+
+def own_state_files(folder: Path) -> list[Path]:
+    """The state files in `folder` that belong to the caller: `down --all` never reaches another user's runs
+    (a shared CI_PERF_STATE_DIR included)."""
+    uid = os.geteuid()
+    return sorted(p for p in folder.glob("*.json") if _owner(p) == uid)
+
+
+def _owner(path: Path) -> int | None:
+    try:
+        return path.stat().st_uid
+    except OSError:
+        return None
 
 
 def ensure_port_free(port: int, what: str) -> None:
