@@ -126,7 +126,9 @@ def test_every_scenario_passes_with_both_tools(tmp_path: Path) -> None:
         assert result.total.requests > 0, key
         assert auth_failures(result) == {}, (key, auth_failures(result))
         assert result.total.failures == 0, (key, errors(result))  # a deny where allow was due is a failure
-        if result.decisions:  # the policy service decided: a fail-closed demo would answer deny to all
-            assert result.decisions.get("allow", 0) > 0, (key, result.decisions)
         failed = [c.name for c in outcome.evaluation.checks if c.status is Status.FAIL]
         assert not failed, (key, failed)
+    # The policy service decided: a fail-closed demo would answer deny to every request. A 4-second run
+    # may make only one policy request (an expected deny), so allow is looked for over all runs.
+    allowed = sum((r.decisions or {}).get("allow", 0) for r, _ in outcomes.values())
+    assert allowed > 0, {k: r.decisions for k, (r, _) in outcomes.items()}

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from ci_perf.errors import ConfigError
 from ci_perf.model import CheckResult, Direction, EndpointStats, Evaluation, RunResult, Status
-from ci_perf.scenarios.catalog import Scenario
+from ci_perf.scenarios.catalog import TASKS, Scenario
 
 Kind = Literal["latency", "ratio", "throughput"]
 UNITS: dict[Kind, str] = {"latency": "ms", "ratio": "%", "throughput": "req/s"}
@@ -282,8 +282,20 @@ def _in_group(result: RunResult, patterns: tuple[str, ...]) -> list[EndpointStat
     return [e for e in result.endpoints if any(e.key == p or fnmatchcase(e.key, p) for p in patterns)]
 
 
+def offered_rps(scenario: Scenario, patterns: tuple[str, ...]) -> float | None:
+    """The most the scenario's users can send to endpoints matching `patterns`: users / mean think time,
+    times those tasks' share of the mix (response time only lowers it). None without think time."""
+    mean_think = sum(scenario.think_time_s) / 2
+    total = sum(w for _, w in scenario.mix)
+    if mean_think <= 0 or total <= 0:
+        return None
+    share = sum(w for task, w in scenario.mix
+                if any(fnmatchcase(" ".join(TASKS[task]), p) for p in patterns)) / total
+    return scenario.users / mean_think * share
+
+
 def _builtin(spec: Spec, limit: Limit, result: RunResult, ts: ThresholdSet,
-             db_query_ms: float | None) -> list[CheckResult]:
+             db_query_ms: float | None, scenario: Scenario | None = None) -> list[CheckResult]:
     if spec.where == "total":
         return [_check(spec.name, spec.metric, "all requests", spec.kind, spec.direction, limit,
                        _measure(result.total, spec.metric), "no requests were made")]
@@ -296,6 +308,12 @@ def _builtin(spec: Spec, limit: Limit, result: RunResult, ts: ThresholdSet,
     mode, group = spec.where.split(":")
     patterns = ts.groups.get(group, ())
     members = _in_group(result, patterns)
+    if mode == "sum" and scenario is not None:
+        offered = offered_rps(scenario, patterns)
+        if offered is not None and offered < limit.critical:
+            return [_check(spec.name, spec.metric, f"group {group}", spec.kind, spec.direction, limit, None,
+                           f"not applicable: {scenario.users} users with {scenario.think_time_s[0]:g}-"
+                           f"{scenario.think_time_s[1]:g} s think time offer at most ~{offered:.0f} req/s")]
     if mode == "sum":
         return [_check(spec.name, spec.metric, f"group {group}", spec.kind, spec.direction, limit,
                        sum(e.rps for e in members))]
@@ -325,7 +343,7 @@ def evaluate(result: RunResult, thresholds: ThresholdSet, scenario: Scenario, *,
         limit = thresholds.limits.get(key)
         if limit is None or (spec.focus and spec.focus != scenario.focus):
             continue
-        checks.extend(_builtin(spec, limit, result, thresholds, db_query_ms))
+        checks.extend(_builtin(spec, limit, result, thresholds, db_query_ms, scenario))
     for rule in thresholds.endpoints:
         if rule.limit is not None:
             checks.extend(_endpoint_checks(rule, result))
