@@ -31,9 +31,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 SERVER_ID = "0b7f6a52-bench-4d3e-9a57-fa57fa57fa57"
-BODY = json.dumps({"status": "healthy", "server_id": SERVER_ID, "id": SERVER_ID, "name": "bench",
-                   "items": [{"id": SERVER_ID}], "total": 1, "decision": "allow", "reason": "bench"},
-                  separators=(",", ":"))
+BODY = json.dumps(
+    {
+        "status": "healthy",
+        "server_id": SERVER_ID,
+        "id": SERVER_ID,
+        "name": "bench",
+        "items": [{"id": SERVER_ID}],
+        "total": 1,
+        "decision": "allow",
+        "reason": "bench",
+    },
+    separators=(",", ":"),
+)
 
 NGINX_CONF = """daemon off;
 master_process on;
@@ -107,8 +117,7 @@ def serve(port: int = 0, workers: int = 1, kind: str = "auto") -> Iterator[str]:
             argv = [nginx, "-p", prefix, "-e", f"{prefix}/error.log", "-c", str(conf)]
         else:
             argv = [sys.executable, __file__, "--python-server", "--port", str(port), "--workers", str(workers)]
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url, proc)
@@ -125,9 +134,9 @@ def serve(port: int = 0, workers: int = 1, kind: str = "auto") -> Iterator[str]:
 
 # --- the stand-in when nginx cannot be had: HTTP/1.1 keep-alive, one fixed answer --------------------
 
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-    % (len(BODY), BODY.encode())
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+    len(BODY),
+    BODY.encode(),
 )
 
 
@@ -146,10 +155,10 @@ class _Answer(asyncio.Protocol):
         while (end := self.buf.find(b"\r\n\r\n")) >= 0:
             head = self.buf[:end].lower() + b"\r\n"
             at = head.find(b"content-length:")
-            length = int(head[at + 15:head.find(b"\r\n", at)]) if at >= 0 else 0
+            length = int(head[at + 15 : head.find(b"\r\n", at)]) if at >= 0 else 0
             if len(self.buf) < end + 4 + length:
                 break
-            self.buf = self.buf[end + 4 + length:]
+            self.buf = self.buf[end + 4 + length :]
             out.append(RESPONSE)
         if out:
             self.transport.write(b"".join(out))

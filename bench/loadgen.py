@@ -103,9 +103,28 @@ def k6_run(path: Path, duration_s: int) -> Run:
 
 def run_ci_perf(tool: str, scenario: Scenario, host: str, work: Path, processes: int | None = None) -> Run:
     out = Path(tempfile.mkdtemp(prefix=f"ci-perf-{tool}-", dir=work))
-    argv = [*ci_perf_exe(), "run", "--scenario", scenario.name, "--tool", tool, "--backend", "external",
-            "--host", host, "--users", str(scenario.users), "--spawn-rate", f"{scenario.spawn_rate:g}",
-            "--duration", f"{scenario.duration_s}s", "--report-dir", str(out), "--publish", "files"]
+    argv = [
+        *ci_perf_exe(),
+        "run",
+        "--scenario",
+        scenario.name,
+        "--tool",
+        tool,
+        "--backend",
+        "external",
+        "--host",
+        host,
+        "--users",
+        str(scenario.users),
+        "--spawn-rate",
+        f"{scenario.spawn_rate:g}",
+        "--duration",
+        f"{scenario.duration_s}s",
+        "--report-dir",
+        str(out),
+        "--publish",
+        "files",
+    ]
     if processes is not None:
         argv += ["--processes", str(processes)]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=work)
@@ -121,18 +140,45 @@ def run_by_hand(tool: str, scenario: Scenario, host: str, work: Path, processes:
     out = Path(tempfile.mkdtemp(prefix=f"hand-{tool}-", dir=work))
     env = {**os.environ, "CI_PERF_SCENARIO": scenario.to_json(), "CI_PERF_AUTH": Auth().to_json()}
     if tool == "locust":
-        argv = [locust_runner.find_locust(), "-f", str(locust_runner.LOCUSTFILE), "--headless", "--only-summary",
-                "--host", host, "--users", str(scenario.users), "--spawn-rate", f"{scenario.spawn_rate:g}",
-                "--run-time", f"{scenario.duration_s}s", "--json-file", str(out / "locust")]
+        argv = [
+            locust_runner.find_locust(),
+            "-f",
+            str(locust_runner.LOCUSTFILE),
+            "--headless",
+            "--only-summary",
+            "--host",
+            host,
+            "--users",
+            str(scenario.users),
+            "--spawn-rate",
+            f"{scenario.spawn_rate:g}",
+            "--run-time",
+            f"{scenario.duration_s}s",
+            "--json-file",
+            str(out / "locust"),
+        ]
         if processes > 1:
             argv += ["--processes", str(processes)]
     else:
-        env |= {"CI_PERF_HOST": host, "CI_PERF_WINDOW_S": "5", "CI_PERF_SUMMARY_FILE": str(out / "summary.json"),
-                "K6_NO_USAGE_REPORT": "true"}
-        argv = [k6_runner.find_k6(), "run", "--no-usage-report", "--no-color",
-                "--address", f"127.0.0.1:{fast_target.free_port()}",
-                "--summary-export", str(out / "export.json"), "--summary-trend-stats", k6_runner.TREND_STATS,
-                str(k6_runner.SCRIPT)]
+        env |= {
+            "CI_PERF_HOST": host,
+            "CI_PERF_WINDOW_S": "5",
+            "CI_PERF_SUMMARY_FILE": str(out / "summary.json"),
+            "K6_NO_USAGE_REPORT": "true",
+        }
+        argv = [
+            k6_runner.find_k6(),
+            "run",
+            "--no-usage-report",
+            "--no-color",
+            "--address",
+            f"127.0.0.1:{fast_target.free_port()}",
+            "--summary-export",
+            str(out / "export.json"),
+            "--summary-trend-stats",
+            k6_runner.TREND_STATS,
+            str(k6_runner.SCRIPT),
+        ]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, cwd=out)
     if proc.returncode not in (0, 1, 99):  # Locust: 1 = some request failed; k6: 99 = a threshold crossed
         raise SystemExit(f"{tool} by hand failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -142,9 +188,14 @@ def run_by_hand(tool: str, scenario: Scenario, host: str, work: Path, processes:
 
 
 def median_run(runs: list[Run]) -> Run:
-    return Run(int(statistics.median(r.requests for r in runs)), statistics.median(r.rps for r in runs),
-               statistics.median(r.p50_ms for r in runs), statistics.median(r.p95_ms for r in runs),
-               statistics.median(r.cpu_ms_per_1k for r in runs), statistics.median(r.cpu_s for r in runs))
+    return Run(
+        int(statistics.median(r.requests for r in runs)),
+        statistics.median(r.rps for r in runs),
+        statistics.median(r.p50_ms for r in runs),
+        statistics.median(r.p95_ms for r in runs),
+        statistics.median(r.cpu_ms_per_1k for r in runs),
+        statistics.median(r.cpu_s for r in runs),
+    )
 
 
 def paired(a: list[Run], b: list[Run]) -> float:
@@ -157,8 +208,10 @@ def paired_cpu(a: list[Run], b: list[Run]) -> float:
 
 
 def show(label: str, run: Run) -> None:
-    print(f"  {label:32s} {run.rps:9.0f} req/s   p50 {run.p50_ms:6.2f} ms   p95 {run.p95_ms:6.2f} ms   "
-          f"CPU {run.cpu_ms_per_1k:6.1f} ms/1k requests   (load average {os.getloadavg()[0]:.1f})")
+    print(
+        f"  {label:32s} {run.rps:9.0f} req/s   p50 {run.p50_ms:6.2f} ms   p95 {run.p95_ms:6.2f} ms   "
+        f"CPU {run.cpu_ms_per_1k:6.1f} ms/1k requests   (load average {os.getloadavg()[0]:.1f})"
+    )
 
 
 def verdict(ok: bool) -> str:
@@ -173,8 +226,10 @@ def bench_tool(tool: str, scenario: Scenario, host: str, work: Path, rounds: int
     }
     if tool == "locust":
         modes["ci-perf --processes 1"] = lambda: run_ci_perf(tool, scenario, host, work, processes=1)
-    print(f"{tool}: {scenario.name}, {scenario.users} users, {scenario.duration_s} s per run"
-          + (f", {n} processes by default" if tool == "locust" else ""))
+    print(
+        f"{tool}: {scenario.name}, {scenario.users} users, {scenario.duration_s} s per run"
+        + (f", {n} processes by default" if tool == "locust" else "")
+    )
     runs: dict[str, list[Run]] = {m: [] for m in modes}
     for r in range(rounds):
         order = list(modes) if r % 2 == 0 else list(reversed(modes))  # A B C, C B A: drift cancels
@@ -187,8 +242,10 @@ def bench_tool(tool: str, scenario: Scenario, host: str, work: Path, rounds: int
         show(mode, run)
     share = paired(runs["ci-perf (default)"], runs["by hand"])
     ok = share >= MIN_SHARE
-    print(f"  ci-perf / by hand = {share:.1%} of the throughput (median of per-round ratios; "
-          f"target >= {MIN_SHARE:.0%}): {verdict(ok)}")
+    print(
+        f"  ci-perf / by hand = {share:.1%} of the throughput (median of per-round ratios; "
+        f"target >= {MIN_SHARE:.0%}): {verdict(ok)}"
+    )
     # A busy machine blurs req/s much more than CPU per request (ci-perf's fixed start-up, parse and
     # report CPU is in its figure, so short runs overstate it).
     cpu = paired_cpu(runs["ci-perf (default)"], runs["by hand"])
@@ -197,8 +254,10 @@ def bench_tool(tool: str, scenario: Scenario, host: str, work: Path, rounds: int
         speedup = paired(runs["ci-perf (default)"], runs["ci-perf --processes 1"])
         if cores() >= 2:
             fast = speedup >= MIN_SPEEDUP
-            print(f"  default ({n} processes) / --processes 1 = {speedup:.2f}x (target >= {MIN_SPEEDUP}x on "
-                  f"{cores()} cores): {verdict(fast)}")
+            print(
+                f"  default ({n} processes) / --processes 1 = {speedup:.2f}x (target >= {MIN_SPEEDUP}x on "
+                f"{cores()} cores): {verdict(fast)}"
+            )
             ok = ok and fast
         else:
             print(f"  default / --processes 1 = {speedup:.2f}x (one core: no target)")

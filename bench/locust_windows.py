@@ -26,9 +26,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-ENDPOINTS = [("GET", "/api/v1/servers/"), ("GET", "/api/v1/servers/?search"), ("GET", "/api/v1/servers/{id}"),
-             ("POST", "/api/v1/policy/evaluate"), ("POST", "/api/v1/policy/evaluate (server action)"),
-             ("POST", "/api/v1/servers/"), ("GET", "/health/"), ("POST", "/api/v1/servers/ (many tools)")]
+ENDPOINTS = [
+    ("GET", "/api/v1/servers/"),
+    ("GET", "/api/v1/servers/?search"),
+    ("GET", "/api/v1/servers/{id}"),
+    ("POST", "/api/v1/policy/evaluate"),
+    ("POST", "/api/v1/policy/evaluate (server action)"),
+    ("POST", "/api/v1/servers/"),
+    ("GET", "/health/"),
+    ("POST", "/api/v1/servers/ (many tools)"),
+]
 MAX_PEAK_MB = 150.0  # locust, gevent and ci_perf imported: ~70 MB before any request
 
 
@@ -57,10 +64,19 @@ def simulate(duration_s: int, rate: int, window_s: float) -> dict[str, Any]:
     cells = len(plugin.S.buckets)
     entries = sum(len(b[2]) for b in plugin.S.buckets.values())
     rows = sorted(plugin.drain(), key=lambda r: (r[0], r[1], r[2]))
-    doc = {"format": plugin.WINDOWS_FORMAT, "window_s": window_s, "started_at": 0.0, "stopped_at": duration_s,
-           "users": [[i, 50] for i in range(int(duration_s / window_s) + 1)],
-           "windows": [{"index": i, "method": m, "name": n, "requests": r, "failures": f, "response_times": h}
-                       for i, m, n, r, f, h in rows], "errors": [], "workers": None}
+    doc = {
+        "format": plugin.WINDOWS_FORMAT,
+        "window_s": window_s,
+        "started_at": 0.0,
+        "stopped_at": duration_s,
+        "users": [[i, 50] for i in range(int(duration_s / window_s) + 1)],
+        "windows": [
+            {"index": i, "method": m, "name": n, "requests": r, "failures": f, "response_times": h}
+            for i, m, n, r, f, h in rows
+        ],
+        "errors": [],
+        "workers": None,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "locust_windows.json"
         path.write_text(json.dumps(doc), encoding="utf-8")
@@ -69,13 +85,24 @@ def simulate(duration_s: int, rate: int, window_s: float) -> dict[str, Any]:
         windows = build_windows(path, doc, float(duration_s))
         parse_s = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"requests": requests, "cells": cells, "entries": entries, "file_kb": size / 1024,
-            "parse_s": parse_s, "series": len(windows), "peak_mb": peak_mb}
+    return {
+        "requests": requests,
+        "cells": cells,
+        "entries": entries,
+        "file_kb": size / 1024,
+        "parse_s": parse_s,
+        "series": len(windows),
+        "peak_mb": peak_mb,
+    }
 
 
 def run_case(duration_s: int, rate: int, window_s: float) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, __file__, "--child", str(duration_s), str(rate), str(window_s)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", str(duration_s), str(rate), str(window_s)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode:
         raise SystemExit(proc.stderr[-2000:])
     data: dict[str, Any] = json.loads(proc.stdout)
@@ -90,23 +117,29 @@ def main() -> int:
     if args.child:
         print(json.dumps(simulate(int(args.child[0]), int(args.child[1]), float(args.child[2]))))
         return 0
-    cases = [("5 min, default window", 300, args.rate, default_window_s(300)),
-             ("30 min, default window", 1800, args.rate, default_window_s(1800)),
-             ("30 min, default window, 10x rate", 1800, args.rate * 10, default_window_s(1800)),
-             ("30 min, --window 1", 1800, args.rate, 1.0)]
+    cases = [
+        ("5 min, default window", 300, args.rate, default_window_s(300)),
+        ("30 min, default window", 1800, args.rate, default_window_s(1800)),
+        ("30 min, default window, 10x rate", 1800, args.rate * 10, default_window_s(1800)),
+        ("30 min, --window 1", 1800, args.rate, 1.0),
+    ]
     results = {}
     for label, duration, rate, window in cases:
         r = results[label] = run_case(duration, rate, window)
-        print(f"{label:34s} window {window:4.0f} s  {r['requests']:>9,} requests  {r['cells']:5d} cells  "
-              f"{r['entries']:6d} histogram entries  file {r['file_kb']:7.0f} KB  parse {r['parse_s']:.2f} s  "
-              f"peak {r['peak_mb']:.0f} MB")
+        print(
+            f"{label:34s} window {window:4.0f} s  {r['requests']:>9,} requests  {r['cells']:5d} cells  "
+            f"{r['entries']:6d} histogram entries  file {r['file_kb']:7.0f} KB  parse {r['parse_s']:.2f} s  "
+            f"peak {r['peak_mb']:.0f} MB"
+        )
     base, tenfold = results[cases[1][0]], results[cases[2][0]]
     bounded = tenfold["entries"] < 2 * base["entries"] and tenfold["peak_mb"] < base["peak_mb"] + 10
     worst = max(r["peak_mb"] for r in results.values())
     ok = bounded and worst < MAX_PEAK_MB
-    print(f"10x the requests: {tenfold['entries'] / base['entries']:.2f}x the entries, "
-          f"{tenfold['peak_mb'] - base['peak_mb']:+.0f} MB peak (bounded by windows x endpoints x buckets); "
-          f"worst peak {worst:.0f} MB (target < {MAX_PEAK_MB:.0f} MB): {'PASS' if ok else 'FAIL'}")
+    print(
+        f"10x the requests: {tenfold['entries'] / base['entries']:.2f}x the entries, "
+        f"{tenfold['peak_mb'] - base['peak_mb']:+.0f} MB peak (bounded by windows x endpoints x buckets); "
+        f"worst peak {worst:.0f} MB (target < {MAX_PEAK_MB:.0f} MB): {'PASS' if ok else 'FAIL'}"
+    )
     return 0 if ok else 1
 
 

@@ -62,16 +62,30 @@ def tags_json(method: str, name: str, status: int, win: int, ok_status: int) -> 
     """k6's request tags, sorted by key as k6 writes them; name also replaces the url."""
     failed = status != ok_status
     tags = {"error_code": str(1000 + status)} if failed else {}
-    tags |= {"expected_response": "false" if failed else "true", "group": "", "method": method, "name": name,
-             "proto": "HTTP/1.1", "scenario": SCENARIO, "status": str(status), "url": name, "win": str(win)}
+    tags |= {
+        "expected_response": "false" if failed else "true",
+        "group": "",
+        "method": method,
+        "name": name,
+        "proto": "HTTP/1.1",
+        "scenario": SCENARIO,
+        "status": str(status),
+        "url": name,
+        "win": str(win),
+    }
     return json.dumps(tags, separators=(",", ":"))
 
 
 def metric_line(name: str, kind: str, contains: str, selectors: list[dict[str, str]] | None) -> str:
-    subs = None if selectors is None else [
-        {"name": f"{name}{{{suffix}}}", "suffix": suffix, "tags": dict(sorted(sel.items()))}
-        for sel in selectors for suffix in [",".join(f"{k}:{v}" for k, v in sel.items())]
-    ]
+    subs = (
+        None
+        if selectors is None
+        else [
+            {"name": f"{name}{{{suffix}}}", "suffix": suffix, "tags": dict(sorted(sel.items()))}
+            for sel in selectors
+            for suffix in [",".join(f"{k}:{v}" for k, v in sel.items())]
+        ]
+    )
     data = {"name": name, "type": kind, "contains": contains, "thresholds": [], "submetrics": subs}
     return json.dumps({"type": "Metric", "data": data, "metric": name}, separators=(",", ":")) + "\n"
 
@@ -85,8 +99,15 @@ def declarations(windows: int) -> dict[str, str]:
         per_name += [base] + [{**base, "win": str(w)} for w in range(windows)]
         statuses += [{**base, "status": str(s)} for s in ERROR_STATUSES]
     per_name += [{"win": str(w)} for w in range(windows)]
-    trends = ("http_req_blocked", "http_req_connecting", "http_req_tls_handshaking", "http_req_sending",
-              "http_req_waiting", "http_req_receiving", "iteration_duration")
+    trends = (
+        "http_req_blocked",
+        "http_req_connecting",
+        "http_req_tls_handshaking",
+        "http_req_sending",
+        "http_req_waiting",
+        "http_req_receiving",
+        "iteration_duration",
+    )
     out = {
         "http_reqs": metric_line("http_reqs", "counter", "default", per_name + statuses),
         "http_req_duration": metric_line("http_req_duration", "trend", "time", per_name),
@@ -170,25 +191,33 @@ def generate(out: IO[str], requests: int, rate: float = 3000.0, vus: int = 100, 
         fresh = rng.random() < 0.001  # a new connection: blocked includes connecting
         connecting = ns_round(0.3 + rng.random() * 0.5) if fresh else 0.0
         blocked = ns_round(connecting + 0.02 + rng.random() * 0.02) if fresh else ns_round(0.001 + rng.random() * 0.004)
-        out.write("".join((
-            point("http_reqs", ts, "1", tags),
-            point("http_req_duration", ts, go_float(duration), tags),
-            point("http_req_blocked", ts, go_float(blocked), tags),
-            point("http_req_connecting", ts, go_float(connecting), tags),
-            point("http_req_tls_handshaking", ts, "0", tags),
-            point("http_req_sending", ts, go_float(sending), tags),
-            point("http_req_waiting", ts, go_float(waiting), tags),
-            point("http_req_receiving", ts, go_float(receiving), tags),
-            point("http_req_failed", ts, "1" if status != ok else "0", tags),
-        )))
+        out.write(
+            "".join(
+                (
+                    point("http_reqs", ts, "1", tags),
+                    point("http_req_duration", ts, go_float(duration), tags),
+                    point("http_req_blocked", ts, go_float(blocked), tags),
+                    point("http_req_connecting", ts, go_float(connecting), tags),
+                    point("http_req_tls_handshaking", ts, "0", tags),
+                    point("http_req_sending", ts, go_float(sending), tags),
+                    point("http_req_waiting", ts, go_float(waiting), tags),
+                    point("http_req_receiving", ts, go_float(receiving), tags),
+                    point("http_req_failed", ts, "1" if status != ok else "0", tags),
+                )
+            )
+        )
         its = clock.stamp(ns + int(duration * 1e6) + 500_000)  # the iteration ends after its think time
         think = 500.0 + rng.random() * 1500.0
-        out.write("".join((
-            point("data_sent", its, str(180 + rng.randrange(400) if method == "POST" else 140), iter_tags),
-            point("data_received", its, str(120 + rng.randrange(200)), iter_tags),
-            point("iteration_duration", its, go_float(ns_round(duration + think)), iter_tags),
-            point("iterations", its, "1", iter_tags),
-        )))
+        out.write(
+            "".join(
+                (
+                    point("data_sent", its, str(180 + rng.randrange(400) if method == "POST" else 140), iter_tags),
+                    point("data_received", its, str(120 + rng.randrange(200)), iter_tags),
+                    point("iteration_duration", its, go_float(ns_round(duration + think)), iter_tags),
+                    point("iterations", its, "1", iter_tags),
+                )
+            )
+        )
     return reference(durations, which, failures, window_s)
 
 
@@ -200,8 +229,14 @@ def reference(durations: array[float], which: array[int], failures: int, window_
         f"{ENDPOINTS[e][0]} {ENDPOINTS[e][1]}": {"requests": len(v), **percentiles(v)}
         for e, v in sorted(by_endpoint.items())
     }
-    return {"requests": len(durations), "failures": failures, "window_s": window_s, "quantiles": QUANTILES,
-            "total": {"requests": len(durations), **percentiles(list(durations))}, "endpoints": endpoints}
+    return {
+        "requests": len(durations),
+        "failures": failures,
+        "window_s": window_s,
+        "quantiles": QUANTILES,
+        "total": {"requests": len(durations), **percentiles(list(durations))},
+        "endpoints": endpoints,
+    }
 
 
 def reference_path(path: Path) -> Path:
@@ -212,8 +247,11 @@ def write(path: Path, requests: int, gzipped: bool = False, seed: int = 1) -> di
     """Generate into `path` (gzip when asked) and save the reference beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # gzip level 1: k6's own gzip output is written about that fast.
-    with (gzip.open(path, "wt", compresslevel=1, encoding="utf-8") if gzipped
-          else path.open("w", encoding="utf-8", buffering=8 << 20)) as out:
+    with (
+        gzip.open(path, "wt", compresslevel=1, encoding="utf-8")
+        if gzipped
+        else path.open("w", encoding="utf-8", buffering=8 << 20)
+    ) as out:
         ref = generate(out, requests, seed=seed)
     reference_path(path).write_text(json.dumps(ref, indent=1), encoding="utf-8")
     return ref
@@ -229,8 +267,11 @@ def main() -> int:
     started = time.perf_counter()
     ref = write(args.path, args.requests, args.gzip, args.seed)
     size = args.path.stat().st_size
-    print(f"wrote {args.path}: {ref['requests']:,} requests, {size / 1e9:.2f} GB, "
-          f"{size / ref['requests']:.0f} B/request, {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    print(
+        f"wrote {args.path}: {ref['requests']:,} requests, {size / 1e9:.2f} GB, "
+        f"{size / ref['requests']:.0f} B/request, {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
     print(json.dumps(ref["total"]))
     return 0
 

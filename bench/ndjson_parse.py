@@ -65,13 +65,17 @@ def run_ciperf(path: Path) -> dict[str, Any]:
 
     hists = read_histograms(path)
     total = LatencyHistogram.from_mapping(hists.total)
-    out: dict[str, Any] = {"points": hists.points,
-                           "total": {k: total.percentile(q) for k, q in ndjson_gen.QUANTILES.items()}}
+    out: dict[str, Any] = {
+        "points": hists.points,
+        "total": {k: total.percentile(q) for k, q in ndjson_gen.QUANTILES.items()},
+    }
     out["endpoints"] = {}
     for (method, name), counts in hists.endpoints.items():
         h = LatencyHistogram.from_mapping(counts)
-        out["endpoints"][f"{method} {name}"] = {"requests": h.total,
-                                                **{k: h.percentile(q) for k, q in ndjson_gen.QUANTILES.items()}}
+        out["endpoints"][f"{method} {name}"] = {
+            "requests": h.total,
+            **{k: h.percentile(q) for k, q in ndjson_gen.QUANTILES.items()},
+        }
     return out
 
 
@@ -88,8 +92,9 @@ def worker(mode: str, path: Path) -> None:
 
 
 def measure(mode: str, path: Path) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, __file__, "--worker", mode, str(path)], capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", mode, str(path)], capture_output=True, text=True, check=False
+    )
     if proc.returncode:
         raise SystemExit(f"{mode} failed:\n{proc.stderr}")
     data: dict[str, Any] = json.loads(proc.stdout)
@@ -137,13 +142,17 @@ def report(path: Path, rounds: int, with_json: bool) -> bool:
     print(f"ci-perf reader:   {ours_s:.2f} s ({ref['requests'] / ours_s:,.0f} requests/s), peak {peak:.1f} MB")
     if with_json:
         naive = measure("json", path)
-        print(f"json.loads/line:  {naive['seconds']:.2f} s, peak {naive['peak_mb']:.1f} MB "
-              f"({naive['seconds'] / plain_s:.1f}x plain)")
+        print(
+            f"json.loads/line:  {naive['seconds']:.2f} s, peak {naive['peak_mb']:.1f} MB "
+            f"({naive['seconds'] / plain_s:.1f}x plain)"
+        )
     ok_ratio, ok_peak, ok_err = ratio <= MAX_RATIO, peak < MAX_PEAK_MB, err <= MAX_ERROR and counted
     print(f"time ratio ci-perf/plain = {ratio:.2f} (target <= {MAX_RATIO}): {verdict(ok_ratio)}")
     print(f"peak memory {peak:.1f} MB (target < {MAX_PEAK_MB:.0f} MB): {verdict(ok_peak)}")
-    print(f"percentile error max {err:.3%} ({where}); {result['points']:,} of {ref['requests']:,} "
-          f"requests counted (target <= {MAX_ERROR:.1%}, all counted): {verdict(ok_err)}")
+    print(
+        f"percentile error max {err:.3%} ({where}); {result['points']:,} of {ref['requests']:,} "
+        f"requests counted (target <= {MAX_ERROR:.1%}, all counted): {verdict(ok_err)}"
+    )
     return ok_ratio and ok_peak and ok_err
 
 
@@ -166,14 +175,22 @@ def main() -> int:
     need = args.requests * 3600 // (8 if args.gzip else 1)
     free = shutil.disk_usage(args.tmp).free
     if free < need * 1.2:
-        raise SystemExit(f"{args.tmp} has {free / 1e9:.1f} GB free; the file needs ~{need / 1e9:.1f} GB "
-                         "(use --tmp, --requests or --gzip)")
+        raise SystemExit(
+            f"{args.tmp} has {free / 1e9:.1f} GB free; the file needs ~{need / 1e9:.1f} GB "
+            "(use --tmp, --requests or --gzip)"
+        )
     with tempfile.TemporaryDirectory(prefix="ci-perf-ndjson-", dir=args.tmp) as tmp:
         path = Path(tmp) / ("k6.ndjson.gz" if args.gzip else "k6.ndjson")
         # In a child: a child's peak RSS starts at its parent's size (Linux keeps it across exec), so the
         # measuring parent must stay small.
-        gen = [sys.executable, str(Path(__file__).with_name("ndjson_gen.py")), str(path),
-               "--requests", str(args.requests), *(["--gzip"] if args.gzip else [])]
+        gen = [
+            sys.executable,
+            str(Path(__file__).with_name("ndjson_gen.py")),
+            str(path),
+            "--requests",
+            str(args.requests),
+            *(["--gzip"] if args.gzip else []),
+        ]
         started = time.perf_counter()
         subprocess.run(gen, check=True, stdout=subprocess.DEVNULL)
         print(f"generated in {time.perf_counter() - started:.1f} s")

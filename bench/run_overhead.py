@@ -82,16 +82,35 @@ USERS = 1  # smoke_test's; --users 10 shows the cost of Locust's default worker 
 
 
 def run_args(tool: str, host: str, duration_s: int, out: Path) -> list[str]:
-    return ["run", "--scenario", "smoke_test", "--tool", tool, "--backend", "external", "--host", host,
-            "--duration", f"{duration_s}s", "--users", str(USERS), "--spawn-rate", str(USERS),
-            "--report-dir", str(out), "--publish", "files"]
+    return [
+        "run",
+        "--scenario",
+        "smoke_test",
+        "--tool",
+        tool,
+        "--backend",
+        "external",
+        "--host",
+        host,
+        "--duration",
+        f"{duration_s}s",
+        "--users",
+        str(USERS),
+        "--spawn-rate",
+        str(USERS),
+        "--report-dir",
+        str(out),
+        "--publish",
+        "files",
+    ]
 
 
 def wall(tool: str, host: str, duration_s: int, work: Path) -> float:
     out = Path(tempfile.mkdtemp(dir=work))
     started = time.perf_counter()
-    proc = subprocess.run([*ci_perf_exe(), *run_args(tool, host, duration_s, out)], capture_output=True,
-                          text=True, check=False, cwd=work)
+    proc = subprocess.run(
+        [*ci_perf_exe(), *run_args(tool, host, duration_s, out)], capture_output=True, text=True, check=False, cwd=work
+    )
     took = time.perf_counter() - started
     if proc.returncode not in (0, 1):
         raise SystemExit(f"ci-perf run failed ({proc.returncode}):\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}")
@@ -109,12 +128,17 @@ def by_hand(tool: str, host: str, duration_s: int, work: Path) -> float:
 
 def breakdown(tool: str, host: str, duration_s: int, work: Path) -> dict[str, float]:
     out = Path(tempfile.mkdtemp(dir=work))
-    proc = subprocess.run([sys.executable, "-c", PROBE, *run_args(tool, host, duration_s, out)],
-                          capture_output=True, text=True, check=False, cwd=work)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *run_args(tool, host, duration_s, out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=work,
+    )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("STAGES ")), None)
     if line is None:
         raise SystemExit(f"instrumented run failed ({proc.returncode}):\n{proc.stderr[-1500:]}")
-    stages: dict[str, float] = json.loads(line[len("STAGES "):])
+    stages: dict[str, float] = json.loads(line[len("STAGES ") :])
     stages["tool start+stop"] = stages.pop("tool run", 0.0) - duration_s
     return stages
 
@@ -141,16 +165,30 @@ def main() -> int:
                 stages = breakdown(tool, host, args.duration, work)
                 good = overhead < MAX_OVERHEAD_S
                 ok = ok and good
-                print(f"{tool}: wall {', '.join(f'{w:.2f}' for w in walls)} s -> overhead (median) "
-                      f"{overhead:.2f} s (target < {MAX_OVERHEAD_S:.0f} s): {'PASS' if good else 'FAIL'}")
-                order = ("imports", "stack up", "health wait", "tool start+stop", "parse", "evaluate", "reports",
-                         "stack down")
+                print(
+                    f"{tool}: wall {', '.join(f'{w:.2f}' for w in walls)} s -> overhead (median) "
+                    f"{overhead:.2f} s (target < {MAX_OVERHEAD_S:.0f} s): {'PASS' if good else 'FAIL'}"
+                )
+                order = (
+                    "imports",
+                    "stack up",
+                    "health wait",
+                    "tool start+stop",
+                    "parse",
+                    "evaluate",
+                    "reports",
+                    "stack down",
+                )
                 parts = [f"{k} {stages[k]:.2f}" for k in order if k in stages]
                 rest = stages["total"] - args.duration - sum(stages[k] for k in order if k in stages)
-                print(f"  {tool} by hand, same settings: wall {own:.2f} s -> the tool's own start and stop "
-                      f"{own - args.duration:.2f} s; ci-perf's share {overhead - (own - args.duration):.2f} s")
-                print(f"  breakdown (s, one instrumented run): {', '.join(parts)}, other {rest:.2f}; "
-                      f"python start (not in the above) ~{overhead - (stages['total'] - args.duration):.2f}")
+                print(
+                    f"  {tool} by hand, same settings: wall {own:.2f} s -> the tool's own start and stop "
+                    f"{own - args.duration:.2f} s; ci-perf's share {overhead - (own - args.duration):.2f} s"
+                )
+                print(
+                    f"  breakdown (s, one instrumented run): {', '.join(parts)}, other {rest:.2f}; "
+                    f"python start (not in the above) ~{overhead - (stages['total'] - args.duration):.2f}"
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1

@@ -56,8 +56,10 @@ class Rates:
         return self.detections / self.ab_trials if self.ab_trials else 0.0
 
     def summary(self) -> str:
-        return (f"false-alarm rate {self.false_alarms}/{self.aa_trials} = {self.false_alarm_rate:.1%} (A/A); "
-                f"detection rate {self.detections}/{self.ab_trials} = {self.detection_rate:.1%} (A/B)")
+        return (
+            f"false-alarm rate {self.false_alarms}/{self.aa_trials} = {self.false_alarm_rate:.1%} (A/A); "
+            f"detection rate {self.detections}/{self.ab_trials} = {self.detection_rate:.1%} (A/B)"
+        )
 
 
 def flagged(current: RunResult, baseline: RunResult, min_effect: float, alpha: float) -> bool:
@@ -66,22 +68,28 @@ def flagged(current: RunResult, baseline: RunResult, min_effect: float, alpha: f
     return any(d.change is Change.DEGRADED for d in cmp_.deltas)
 
 
-def score(baseline: RunResult, aa: Sequence[RunResult], ab: Sequence[RunResult],
-          min_effect: float = 0.10, alpha: float = 0.01) -> Rates:
+def score(
+    baseline: RunResult, aa: Sequence[RunResult], ab: Sequence[RunResult], min_effect: float = 0.10, alpha: float = 0.01
+) -> Rates:
     return Rates(
-        aa_trials=len(aa), false_alarms=sum(flagged(r, baseline, min_effect, alpha) for r in aa),
-        ab_trials=len(ab), detections=sum(flagged(r, baseline, min_effect, alpha) for r in ab),
+        aa_trials=len(aa),
+        false_alarms=sum(flagged(r, baseline, min_effect, alpha) for r in aa),
+        ab_trials=len(ab),
+        detections=sum(flagged(r, baseline, min_effect, alpha) for r in ab),
     )
 
 
 def rates_from_dir(out: Path, min_effect: float = 0.10, alpha: float = 0.01) -> Rates:
     """Score saved trials: out/baseline/results.json, out/aa-*/results.json, out/ab-*/results.json."""
+
     def load(kind: str) -> list[RunResult]:
         return [load_result_file(p) for p in sorted(out.glob(f"{kind}-*/results.json"))]
+
     return score(load_result_file(out / "baseline" / "results.json"), load("aa"), load("ab"), min_effect, alpha)
 
 
 # --- running real trials ------------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -108,9 +116,24 @@ def stub(latency_ms: float) -> Iterator[str]:
 
 
 def run_once(args: argparse.Namespace, host: str, report_dir: Path, baseline: Path | None) -> RunResult:
-    cmd = [args.ci_perf, "run", "--scenario", args.scenario, "--tool", args.tool, "--backend", "external",
-           "--host", host, "--users", str(args.users), "--duration", args.duration,
-           "--report-dir", str(report_dir)]
+    cmd = [
+        args.ci_perf,
+        "run",
+        "--scenario",
+        args.scenario,
+        "--tool",
+        args.tool,
+        "--backend",
+        "external",
+        "--host",
+        host,
+        "--users",
+        str(args.users),
+        "--duration",
+        args.duration,
+        "--report-dir",
+        str(report_dir),
+    ]
     if baseline is not None:
         cmd += ["--baseline", str(baseline)]
     code = subprocess.run(cmd, check=False).returncode
@@ -152,8 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--alpha", type=float, default=0.01)
     p.add_argument("--ci-perf", default=shutil.which("ci-perf") or "ci-perf")
     args = p.parse_args(argv)
-    rates = (rates_from_dir(args.rates_only, args.min_effect, args.alpha) if args.rates_only
-             else run_trials(args))
+    rates = rates_from_dir(args.rates_only, args.min_effect, args.alpha) if args.rates_only else run_trials(args)
     print(rates.summary())
     return 0
 

@@ -37,8 +37,11 @@ def pip_cache_dir() -> str:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k.startswith("CI_PERF_") or (k not in _CI_NAMES and not k.startswith(_CI_PREFIXES))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith("CI_PERF_") or (k not in _CI_NAMES and not k.startswith(_CI_PREFIXES))
+    }
     # The venv running the tests goes first on PATH (act, zizmor), but the jobs build their own venv.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("VIRTUAL_ENV", None)
@@ -57,6 +60,5 @@ def copy_sources(dest: Path) -> Path:
         shutil.copy2(readme, dest / "README.md")
     else:
         (dest / "README.md").write_text("ci-perf\n", encoding="utf-8")
-    shutil.copytree(ROOT / "src", dest / "src",
-                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "*.pyc"))
+    shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "*.pyc"))
     return dest

@@ -71,7 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         rec = Recorded(
-            method=self.command, path=parts.path,
+            method=self.command,
+            path=parts.path,
             query={k: v[-1] for k, v in parse_qs(parts.query).items()},
             headers={k.lower(): v for k, v in self.headers.items()},
             body=json.loads(raw) if raw else None,

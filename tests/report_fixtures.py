@@ -47,8 +47,9 @@ def outcome_for(case: str) -> Outcome:
     system = None
     if "system" in spec:
         system = SystemMetrics.from_dict(json.loads(spec["system"].read_text(encoding="utf-8")))
-    evaluation = evaluate(result, thresholds, get_scenario(result.meta.scenario),
-                          db_query_ms=system.db_query_ms if system else None)
+    evaluation = evaluate(
+        result, thresholds, get_scenario(result.meta.scenario), db_query_ms=system.db_query_ms if system else None
+    )
     comparison = None
     if "comparison" in spec:
         comparison = _decode_comparison(json.loads(spec["comparison"].read_text(encoding="utf-8")))

@@ -104,10 +104,17 @@ class Handler(BaseHTTPRequestHandler):
         if not self.opts.record:
             return
         url = urlparse(self.path)
-        line = json.dumps({
-            "t": time.time(), "method": self.command, "path": url.path, "query": parse_qs(url.query),
-            "headers": {k.lower(): v for k, v in self.headers.items()}, "cookies": self._cookies(), "body": body,
-        })
+        line = json.dumps(
+            {
+                "t": time.time(),
+                "method": self.command,
+                "path": url.path,
+                "query": parse_qs(url.query),
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "cookies": self._cookies(),
+                "body": body,
+            }
+        )
         with self.record_lock, open(self.opts.record, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
 
@@ -201,13 +208,24 @@ class Handler(BaseHTTPRequestHandler):
             except ValueError:
                 return self._send(422, {"detail": "user_id must be a UUID"})
             decision, reason = ("deny", "Policy evaluation error: stub") if self.opts.deny_all else decide(role, body)
-            return self._send(200, {"decision": decision, "reason": reason, "filtered_parameters": None,
-                                    "audit_id": str(uuid.uuid4()), "cache_hit": False})
+            return self._send(
+                200,
+                {
+                    "decision": decision,
+                    "reason": reason,
+                    "filtered_parameters": None,
+                    "audit_id": str(uuid.uuid4()),
+                    "cache_hit": False,
+                },
+            )
         self._send(404, {"detail": "Not Found"})
 
     def _register(self, role: str, body: dict[str, Any]) -> None:
-        if not body.get("name") or body.get("transport") not in ("http", "stdio", "sse") \
-                or not isinstance(body.get("tools"), list):
+        if (
+            not body.get("name")
+            or body.get("transport") not in ("http", "stdio", "sse")
+            or not isinstance(body.get("tools"), list)
+        ):
             return self._send(422, {"detail": "name, transport and tools are required"})
         if self.opts.fail_registrations:
             return self._send(500, {"detail": "Server registration failed"})
@@ -217,10 +235,16 @@ class Handler(BaseHTTPRequestHandler):
         meta = body.get("metadata") or {}
         with LOCK:
             SERVERS[sid] = {
-                "id": sid, "name": body["name"], "description": body.get("description"),
-                "transport": body["transport"], "endpoint": body.get("endpoint"), "status": "registered",
-                "sensitivity_level": body.get("sensitivity_level") or "medium", "tools": body["tools"],
-                "metadata": meta, "created_at": datetime.now(UTC).isoformat(),
+                "id": sid,
+                "name": body["name"],
+                "description": body.get("description"),
+                "transport": body["transport"],
+                "endpoint": body.get("endpoint"),
+                "status": "registered",
+                "sensitivity_level": body.get("sensitivity_level") or "medium",
+                "tools": body["tools"],
+                "metadata": meta,
+                "created_at": datetime.now(UTC).isoformat(),
             }
         self._send(201, {"server_id": sid, "status": "registered", "consul_id": None})
 
@@ -251,11 +275,14 @@ def list_page(q: dict[str, list[str]]) -> dict[str, Any]:
     if "search" in one:
         items = [s for s in items if one["search"] in s["name"]]
     start = int(one.get("cursor") or 0)
-    page = items[start:start + limit]
+    page = items[start : start + limit]
     more = start + limit < len(items)
-    return {"items": [{k: s[k] for k in LIST_FIELDS} for s in page],
-            "next_cursor": str(start + limit) if more else None, "has_more": more,
-            "total": len(items) if one.get("include_total") == "true" else None}
+    return {
+        "items": [{k: s[k] for k in LIST_FIELDS} for s in page],
+        "next_cursor": str(start + limit) if more else None,
+        "has_more": more,
+        "total": len(items) if one.get("include_total") == "true" else None,
+    }
 
 
 class Server(ThreadingHTTPServer):

@@ -45,8 +45,11 @@ FLAG_OF = {"comment": "no-comment"}
 NOT_INPUTS = {"help", "publish"}
 # Settings that ci-perf reads from a differently named variable, or only as a flag: the action's run
 # script turns these variables into flags.
-AS_FLAGS = {"CI_PERF_DURATION": "--duration", "CI_PERF_HEALTH_TIMEOUT": "--health-timeout",
-            "CI_PERF_API_ENV": "--api-env"}
+AS_FLAGS = {
+    "CI_PERF_DURATION": "--duration",
+    "CI_PERF_HEALTH_TIMEOUT": "--health-timeout",
+    "CI_PERF_API_ENV": "--api-env",
+}
 EXPR = re.compile(r"\$\{\{")
 SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 
@@ -106,11 +109,17 @@ def _table(text: str, heading: str) -> dict[str, list[str]]:
     """First table under the first heading that mentions `heading` (action inputs/outputs, not the
     publish sub-action's): first column's `name` -> the row's cells."""
     lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if re.match(rf"^#+ .*\b{heading}\b", line, re.IGNORECASE)
-                  and "publish" not in line.lower()), None)
+    start = next(
+        (
+            i
+            for i, line in enumerate(lines)
+            if re.match(rf"^#+ .*\b{heading}\b", line, re.IGNORECASE) and "publish" not in line.lower()
+        ),
+        None,
+    )
     assert start is not None, f"no heading about {heading}"
     rows: dict[str, list[str]] = {}
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.startswith("#"):
             break
         if not line.startswith("|"):
@@ -125,6 +134,7 @@ def _table(text: str, heading: str) -> dict[str, list[str]]:
 
 
 # --- action.yml: inputs, docs, CLI ---------------------------------------------------------------
+
 
 def test_every_input_is_documented_and_every_documented_input_exists() -> None:
     where, inputs_doc, _ = doc_tables()
@@ -220,6 +230,7 @@ def test_action_steps_are_run_steps_only() -> None:
 
 # --- scripts never expand expressions -----------------------------------------------------------
 
+
 def all_run_steps() -> list[tuple[str, str, str]]:
     out = []
     for path in ACTIONS:
@@ -239,6 +250,7 @@ def test_no_expression_in_run(where: str, name: str, script: str) -> None:
 
 
 # --- workflows ------------------------------------------------------------------------------------
+
 
 def workflow_steps(path: Path) -> list[dict[str, Any]]:
     return [s for job in load(path)["jobs"].values() for s in job.get("steps") or ()]
@@ -264,8 +276,14 @@ def test_workflow_hygiene(path: Path) -> None:
 
 def test_expected_workflows_exist() -> None:
     names = {p.name for p in WORKFLOWS}
-    assert {"pr-check.yml", "nightly.yml", "publish-comment.yml", "reusable.yml", "seed-example.yml",
-            "self-test.yml"} <= names
+    assert {
+        "pr-check.yml",
+        "nightly.yml",
+        "publish-comment.yml",
+        "reusable.yml",
+        "seed-example.yml",
+        "self-test.yml",
+    } <= names
 
 
 def test_pr_check_uploads_what_the_publisher_downloads() -> None:
@@ -303,6 +321,7 @@ def test_seed_example_reproduces_the_seed() -> None:
 
 # --- GitLab template ------------------------------------------------------------------------------
 
+
 def gitlab_template() -> dict[str, Any]:
     return load(ROOT / "gitlab" / "ci-perf.gitlab-ci.yml")
 
@@ -325,9 +344,11 @@ def test_gitlab_template_reports_and_rules() -> None:
     artifacts = job["artifacts"]
     assert artifacts["when"] == "always" and artifacts["expire_in"] == "30 days"
     assert artifacts["paths"] == ["reports/"]
-    assert artifacts["reports"] == {"junit": f"reports/{common.JUNIT_XML}",
-                                    "load_performance": f"reports/{common.LOAD_PERFORMANCE_JSON}",
-                                    "metrics": f"reports/{common.METRICS_TXT}"}
+    assert artifacts["reports"] == {
+        "junit": f"reports/{common.JUNIT_XML}",
+        "load_performance": f"reports/{common.LOAD_PERFORMANCE_JSON}",
+        "metrics": f"reports/{common.METRICS_TXT}",
+    }
     sources = " ".join(rule["if"] for rule in job["rules"])
     for source in ("merge_request_event", "schedule", "web"):
         assert source in sources
@@ -344,6 +365,7 @@ def test_gitlab_script_never_interpolates_into_code() -> None:
 
 
 # --- the linters ----------------------------------------------------------------------------------
+
 
 def tool(name: str) -> str:
     here = Path(sys.executable).parent / name
@@ -365,11 +387,15 @@ def test_zizmor_offline_is_clean() -> None:
     check([tool("zizmor"), "--offline", "--config", ".github/zizmor.yml", *files])
 
 
-@pytest.mark.parametrize("schema,paths", [
-    ("vendor.github-actions", ACTIONS),
-    ("vendor.github-workflows", WORKFLOWS),
-    ("vendor.gitlab-ci", [*GITLAB, ROOT / "tests" / "fixtures" / "gitlab-project" / ".gitlab-ci.yml"]),
-], ids=["actions", "workflows", "gitlab"])
+@pytest.mark.parametrize(
+    "schema,paths",
+    [
+        ("vendor.github-actions", ACTIONS),
+        ("vendor.github-workflows", WORKFLOWS),
+        ("vendor.gitlab-ci", [*GITLAB, ROOT / "tests" / "fixtures" / "gitlab-project" / ".gitlab-ci.yml"]),
+    ],
+    ids=["actions", "workflows", "gitlab"],
+)
 def test_check_jsonschema(schema: str, paths: list[Path]) -> None:
     check([tool("check-jsonschema"), "--builtin-schema", schema, *map(str, paths)])
 
@@ -378,6 +404,12 @@ def test_check_ci_config_script() -> None:
     tool("zizmor")
     tool("check-jsonschema")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "check-ci-config")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "check-ci-config")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

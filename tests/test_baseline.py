@@ -43,21 +43,44 @@ def _zip(files: dict[str, bytes]) -> bytes:
 
 
 def _gh_env(api: FakeApi) -> dict[str, str]:
-    return {"GITHUB_TOKEN": GH_TOKEN, "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPO,
-            "GITHUB_BASE_REF": "main", "GITHUB_RUN_ID": "999",
-            "GITHUB_WORKFLOW_REF": f"{REPO}/.github/workflows/perf.yml@refs/pull/7/merge"}
+    return {
+        "GITHUB_TOKEN": GH_TOKEN,
+        "GITHUB_API_URL": api.url,
+        "GITHUB_REPOSITORY": REPO,
+        "GITHUB_BASE_REF": "main",
+        "GITHUB_RUN_ID": "999",
+        "GITHUB_WORKFLOW_REF": f"{REPO}/.github/workflows/perf.yml@refs/pull/7/merge",
+    }
 
 
 def test_github_artifact_of_the_latest_successful_base_run(api: FakeApi) -> None:
     result = synth.run(3)
     runs = f"/repos/{REPO}/actions/workflows/perf.yml/runs"
     api.add("GET", runs, Reply(200, {"total_count": 2, "workflow_runs": [{"id": 999}, {"id": 555}]}))
-    api.add("GET", f"/repos/{REPO}/actions/runs/555/artifacts", Reply(200, {"total_count": 1, "artifacts": [
-        {"id": 42, "name": "ci-perf-results", "expired": False,
-         "archive_download_url": f"{api.url}/repos/{REPO}/actions/artifacts/42/zip"}]}))
+    api.add(
+        "GET",
+        f"/repos/{REPO}/actions/runs/555/artifacts",
+        Reply(
+            200,
+            {
+                "total_count": 1,
+                "artifacts": [
+                    {
+                        "id": 42,
+                        "name": "ci-perf-results",
+                        "expired": False,
+                        "archive_download_url": f"{api.url}/repos/{REPO}/actions/artifacts/42/zip",
+                    }
+                ],
+            },
+        ),
+    )
     # GitHub answers the download with a redirect to blob storage on another host
-    api.add("GET", f"/repos/{REPO}/actions/artifacts/42/zip",
-            Reply(302, headers={"Location": f"http://localhost:{api.port}/blob/42.zip?sig=x"}))
+    api.add(
+        "GET",
+        f"/repos/{REPO}/actions/artifacts/42/zip",
+        Reply(302, headers={"Location": f"http://localhost:{api.port}/blob/42.zip?sig=x"}),
+    )
     api.add("GET", "/blob/42.zip", Reply(200, body=_zip({"ci-perf-report/results.json": _outcome_json(result)})))
     client = gh.client_from_env(_gh_env(api))
     fetched = bl.fetch_baseline("github-artifact", env=_gh_env(api), client=client)
@@ -77,8 +100,11 @@ def test_github_artifact_of_the_latest_successful_base_run(api: FakeApi) -> None
 
 def test_github_without_artifact_or_token(api: FakeApi) -> None:
     api.add("GET", f"/repos/{REPO}/actions/workflows/perf.yml/runs", Reply(200, {"workflow_runs": [{"id": 1}]}))
-    api.add("GET", f"/repos/{REPO}/actions/runs/1/artifacts", Reply(200, {"artifacts": [
-        {"id": 2, "name": "ci-perf-results", "expired": True, "archive_download_url": "x"}]}))
+    api.add(
+        "GET",
+        f"/repos/{REPO}/actions/runs/1/artifacts",
+        Reply(200, {"artifacts": [{"id": 2, "name": "ci-perf-results", "expired": True, "archive_download_url": "x"}]}),
+    )
     fetched = bl.fetch_baseline("github-artifact", env=_gh_env(api))
     assert fetched.result is None and "no successful run on main" in fetched.reason
     with pytest.raises(ConfigError, match=r"^GITHUB_TOKEN is not set"):
@@ -86,8 +112,9 @@ def test_github_without_artifact_or_token(api: FakeApi) -> None:
 
 
 def test_github_bad_credentials_are_a_reason_with_the_token_masked(api: FakeApi) -> None:
-    api.add("GET", f"/repos/{REPO}/actions/workflows/perf.yml/runs",
-            Reply(401, {"message": f"Bad credentials: {GH_TOKEN}"}))
+    api.add(
+        "GET", f"/repos/{REPO}/actions/workflows/perf.yml/runs", Reply(401, {"message": f"Bad credentials: {GH_TOKEN}"})
+    )
     fetched = bl.fetch_baseline("github-artifact", env=_gh_env(api))
     assert fetched.result is None and "401" in fetched.reason
     assert GH_TOKEN not in fetched.reason and "***" in fetched.reason
@@ -99,8 +126,13 @@ def test_gitlab_raw_artifact_of_the_target_branch(api: FakeApi) -> None:
     found = Reply(200, body=_outcome_json(result))
     gone = Reply(404, {"message": "404 Not Found"})
     api.add("GET", path, lambda rec: found if rec.query.get("job") == "perf" else gone)
-    env = {"CI_PERF_GITLAB_TOKEN": GL_TOKEN, "CI_API_V4_URL": f"{api.url}/api/v4", "CI_PROJECT_ID": "group/sark",
-           "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main", "CI_JOB_NAME": "perf"}
+    env = {
+        "CI_PERF_GITLAB_TOKEN": GL_TOKEN,
+        "CI_API_V4_URL": f"{api.url}/api/v4",
+        "CI_PROJECT_ID": "group/sark",
+        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
+        "CI_JOB_NAME": "perf",
+    }
     fetched = bl.fetch_baseline("gitlab-artifact", env=env)
     assert fetched.result == result and fetched.source == "gitlab-artifact:perf@main"
     assert api.calls() == [("GET", path, {"job": "perf"})]
@@ -112,8 +144,12 @@ def test_gitlab_raw_artifact_of_the_target_branch(api: FakeApi) -> None:
 def test_gitlab_job_token_is_enough_for_reading(api: FakeApi) -> None:
     path = "/api/v4/projects/7/jobs/artifacts/develop/raw/out/results.json"
     api.add("GET", path, Reply(200, body=json.dumps(synth.run(1).to_dict()).encode()))
-    env = {"CI_JOB_TOKEN": "job-token-abc", "CI_API_V4_URL": f"{api.url}/api/v4", "CI_PROJECT_ID": "7",
-           "CI_DEFAULT_BRANCH": "develop"}
+    env = {
+        "CI_JOB_TOKEN": "job-token-abc",
+        "CI_API_V4_URL": f"{api.url}/api/v4",
+        "CI_PROJECT_ID": "7",
+        "CI_DEFAULT_BRANCH": "develop",
+    }
     fetched = bl.from_gitlab_artifact(env, job="perf", path="out/results.json")
     assert fetched.result is not None and api.requests[0].headers["job-token"] == "job-token-abc"
 
@@ -141,8 +177,11 @@ def test_digest_round_trip_and_size() -> None:
     assert digest.startswith("<!-- ci-perf-digest:") and digest.endswith(" -->") and "--" not in digest[20:-4]
     assert len(digest) < 6000  # 3 endpoints x 12 windows
     decoded = bl.decode_digest(f"## report\n\n{digest}\n")
-    slim = replace(result, total=replace(result.total, histogram=None),
-                   endpoints=tuple(replace(e, histogram=None) for e in result.endpoints))
+    slim = replace(
+        result,
+        total=replace(result.total, histogram=None),
+        endpoints=tuple(replace(e, histogram=None) for e in result.endpoints),
+    )
     assert decoded == slim
     assert bl.encode_digest(result) == digest  # deterministic (gzip mtime=0)
     assert bl.decode_digest("no digest here") is None
@@ -161,8 +200,13 @@ def test_digest_drops_endpoint_windows_then_endpoints_when_too_big() -> None:
 def test_comment_source_reads_the_previous_sticky_comment(api: FakeApi) -> None:
     result = synth.run(8)
     marker = gh.comment_marker("smoke_test", "locust")
-    api.add("GET", f"/repos/{REPO}/issues/7/comments", Reply(200, [
-        {"id": 1, "body": "unrelated"}, {"id": 2, "body": f"{marker}\nreport\n{bl.encode_digest(result)}"}]))
+    api.add(
+        "GET",
+        f"/repos/{REPO}/issues/7/comments",
+        Reply(
+            200, [{"id": 1, "body": "unrelated"}, {"id": 2, "body": f"{marker}\nreport\n{bl.encode_digest(result)}"}]
+        ),
+    )
     env = {**_gh_env(api), "GITHUB_REF": "refs/pull/7/merge"}
     fetched = bl.fetch_baseline("comment", env=env, scenario="smoke_test", tool="locust")
     assert fetched.result is not None and fetched.result.meta == result.meta
@@ -172,8 +216,13 @@ def test_comment_source_reads_the_previous_sticky_comment(api: FakeApi) -> None:
 def test_comment_source_on_gitlab(api: FakeApi) -> None:
     notes = "/api/v4/projects/9/merge_requests/3/notes"
     api.add("GET", notes, Reply(200, [{"id": 1, "body": "<!-- ci-perf:smoke_test:k6 -->\nno digest", "system": False}]))
-    env = {"GITLAB_CI": "true", "GITLAB_TOKEN": GL_TOKEN, "CI_API_V4_URL": f"{api.url}/api/v4",
-           "CI_PROJECT_ID": "9", "CI_MERGE_REQUEST_IID": "3"}
+    env = {
+        "GITLAB_CI": "true",
+        "GITLAB_TOKEN": GL_TOKEN,
+        "CI_API_V4_URL": f"{api.url}/api/v4",
+        "CI_PROJECT_ID": "9",
+        "CI_MERGE_REQUEST_IID": "3",
+    }
     fetched = bl.fetch_baseline("comment", env=env, scenario="smoke_test", tool="k6")
     assert fetched.result is None and fetched.reason == "no previous comment with a digest"
     assert gl.previous_note_body({}, "s", "k6") is None

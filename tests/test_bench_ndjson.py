@@ -95,18 +95,30 @@ def test_fast_reader_equals_json_loads(generated: tuple[Path, dict[str, object]]
 
 def test_fast_reader_odd_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Escapes, another key order, a line longer than the buffer, unique tags: all as json.loads says."""
+
     def point(value: float, name: str, win: str, **extra: str) -> bytes:
         tags = {"method": "GET", "name": name, "status": "200", "win": win, **extra}
-        return json.dumps({"metric": "http_req_duration", "type": "Point",
-                           "data": {"time": "2026-11-28T13:00:00Z", "value": value, "tags": tags}},
-                          separators=(",", ":")).encode()
+        return json.dumps(
+            {
+                "metric": "http_req_duration",
+                "type": "Point",
+                "data": {"time": "2026-11-28T13:00:00Z", "value": value, "tags": tags},
+            },
+            separators=(",", ":"),
+        ).encode()
 
     lines = [
         point(1.5, "a&b <c>", "0").replace(b"&", b"\\u0026"),  # Go escapes &, < and >
         point(2.25, 'quote " name', "1"),
-        json.dumps({"type": "Point", "metric": "http_req_duration",
-                    "data": {"tags": {"method": "POST", "name": "x"}, "value": 3.0}}, separators=(",", ":")).encode(),
-        b'{"type":"Metric","data":{"name":"http_req_duration","submetrics":[' + b'{"x":1},' * 400 + b'{}]},'
+        json.dumps(
+            {
+                "type": "Point",
+                "metric": "http_req_duration",
+                "data": {"tags": {"method": "POST", "name": "x"}, "value": 3.0},
+            },
+            separators=(",", ":"),
+        ).encode(),
+        b'{"type":"Metric","data":{"name":"http_req_duration","submetrics":[' + b'{"x":1},' * 400 + b"{}]},"
         b'"metric":"http_req_duration"}',
         point(0, "/zero", "2"),
         *(point(10.0 + i, "/unique", "3", url=f"/unique/{i}") for i in range(40)),

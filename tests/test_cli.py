@@ -24,7 +24,9 @@ def test_scenarios_lists_all_eleven(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unknown_scenario_exits_2_with_one_line() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "ci_perf", "run", "--scenario", "smoke", "--host", "http://127.0.0.1:9"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -57,8 +59,19 @@ def test_missing_results_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_health_timeout_is_an_infrastructure_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["run", "--host", "http://127.0.0.1:9", "--health-timeout", "1s", "--report-dir", str(tmp_path),
-                 "--duration", "2s"])
+    code = main(
+        [
+            "run",
+            "--host",
+            "http://127.0.0.1:9",
+            "--health-timeout",
+            "1s",
+            "--report-dir",
+            str(tmp_path),
+            "--duration",
+            "2s",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 3
     assert "did not answer 200 within 1s" in err and "http://127.0.0.1:9/health/" in err and "Connection refused" in err

@@ -21,8 +21,11 @@ SEEDS = range(200)
 
 
 def _changes(cmp_: object, metric: str | None = None, endpoint: str | None = None) -> list[Change]:
-    return [d.change for d in cmp_.deltas  # type: ignore[attr-defined]
-            if (metric is None or d.metric == metric) and (endpoint is None or d.endpoint == endpoint)]
+    return [
+        d.change
+        for d in cmp_.deltas  # type: ignore[attr-defined]
+        if (metric is None or d.metric == metric) and (endpoint is None or d.endpoint == endpoint)
+    ]
 
 
 def test_mann_whitney_matches_textbook_values() -> None:
@@ -134,6 +137,7 @@ def test_bad_settings_are_config_errors() -> None:
 
 # --- bench/verdict_trials.py core, on saved results -----------------------------------------------
 
+
 def _load_bench() -> object:
     path = Path(__file__).parent.parent / "bench" / "verdict_trials.py"
     spec = importlib.util.spec_from_file_location("verdict_trials", path)
@@ -168,7 +172,9 @@ def test_holm_correction_demotes_marginal_results_across_many_tests() -> None:
     def d(p: float, change: Change) -> MetricDelta:
         return MetricDelta("e", "p95", "lower", 1.0, 2.0, change, 100.0, p)
 
-    out = holm([d(0.0001, Change.DEGRADED), d(0.005, Change.DEGRADED), d(0.5, Change.INCONCLUSIVE),
-                d(0.9, Change.UNCHANGED)], alpha=0.01)
+    out = holm(
+        [d(0.0001, Change.DEGRADED), d(0.005, Change.DEGRADED), d(0.5, Change.INCONCLUSIVE), d(0.9, Change.UNCHANGED)],
+        alpha=0.01,
+    )
     assert [x.change for x in out] == [Change.DEGRADED, Change.INCONCLUSIVE, Change.INCONCLUSIVE, Change.UNCHANGED]
     assert "Holm correction over 4 tests" in out[1].note

@@ -91,8 +91,14 @@ def test_missing_named_config_file(tmp_path: Path) -> None:
 
 
 def test_env_uses_the_flag_names_and_api_env_lines() -> None:
-    env = {"CI_PERF_DURATION": "2m", "CI_PERF_HEALTH_TIMEOUT": "30s", "CI_PERF_WINDOW": "3",
-           "CI_PERF_API_ENV": "A=1\nB=two=2\n\n", "CI_PERF_COMMENT": "false", "CI_PERF_FAIL_ON_REGRESSION": "true"}
+    env = {
+        "CI_PERF_DURATION": "2m",
+        "CI_PERF_HEALTH_TIMEOUT": "30s",
+        "CI_PERF_WINDOW": "3",
+        "CI_PERF_API_ENV": "A=1\nB=two=2\n\n",
+        "CI_PERF_COMMENT": "false",
+        "CI_PERF_FAIL_ON_REGRESSION": "true",
+    }
     s = build_settings({}, env=env)
     assert (s.duration_s, s.health_timeout_s, s.window_s) == (120, 30.0, 3.0)
     assert s.api_env == {"A": "1", "B": "two=2"}

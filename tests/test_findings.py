@@ -16,8 +16,16 @@ from ci_perf.scenario_findings import for_run, limited_per_window, registrations
 
 
 def w(i: int, users: int, p95: float, requests: int = 100, failures: int = 0, length: float = 5.0) -> Window:
-    return Window(start_s=i * length, length_s=length, requests=requests, failures=failures, users=users,
-                  p50_ms=p95 / 2, p95_ms=p95, p99_ms=p95 * 1.5)
+    return Window(
+        start_s=i * length,
+        length_s=length,
+        requests=requests,
+        failures=failures,
+        users=users,
+        p50_ms=p95 / 2,
+        p95_ms=p95,
+        p99_ms=p95 * 1.5,
+    )
 
 
 def stats(name: str, windows: tuple[Window, ...] = (), method: str = "", requests: int = 0, failures: int = 0,

@@ -38,9 +38,23 @@ def _still_there(state: dict[str, object], run_id: str) -> list[str]:
 @pytest.mark.parametrize(("sig", "tool"), [(signal.SIGINT, "locust"), (signal.SIGTERM, "k6")])
 def test_signal_mid_run_removes_everything(tmp_path: Path, sig: signal.Signals, tool: str) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ci_perf", "run", "--backend", "local", "--tool", tool, "--duration", "60s",
-         "--report-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "ci_perf",
+            "run",
+            "--backend",
+            "local",
+            "--tool",
+            tool,
+            "--duration",
+            "60s",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert proc.stdout is not None
     run_id = ""

@@ -31,8 +31,16 @@ def run(url: str, raw: Path, scenario: str, users: int, seconds: int, **kw: obje
     sc = get_scenario(scenario).with_load(users=users, duration_s=seconds)
     spec = RunSpec(scenario=sc, host=url, raw_dir=raw, auth=AUTH, window_s=2.0, **kw)  # type: ignore[arg-type]
     artifacts = run_k6(spec)
-    meta = RunMeta(scenario=sc.name, tool="k6", tool_version=artifacts.tool_version, users=sc.users,
-                   spawn_rate=sc.spawn_rate, duration_s=float(sc.duration_s), host=url, window_s=2.0)
+    meta = RunMeta(
+        scenario=sc.name,
+        tool="k6",
+        tool_version=artifacts.tool_version,
+        users=sc.users,
+        spawn_rate=sc.spawn_rate,
+        duration_s=float(sc.duration_s),
+        host=url,
+        window_s=2.0,
+    )
     return artifacts, parse_k6(artifacts, meta)
 
 
@@ -78,8 +86,11 @@ def test_rate_limit_429_counts_as_expected(tmp_path: Path) -> None:
         proc.wait(10)
     export = k6_export(artifacts)
     summary = json.loads(artifacts.files["k6_summary"].read_text())["metrics"]
-    limited = sum(v["values"]["count"] for k, v in summary.items()
-                  if k.startswith("http_reqs{name:") and k.endswith(",status:429}"))
+    limited = sum(
+        v["values"]["count"]
+        for k, v in summary.items()
+        if k.startswith("http_reqs{name:") and k.endswith(",status:429}")
+    )
     assert limited > 0
     assert not any("429" in e.error for e in result.total.errors)
     assert result.total.failures == sum(e.occurrences for e in result.total.errors)
@@ -98,8 +109,7 @@ def test_staged_scenario_follows_its_stages(sark_stub: str, tmp_path: Path) -> N
 
 def test_script_error_raises_runner_error_with_its_stderr(sark_stub: str, tmp_path: Path) -> None:
     script = tmp_path / "broken.js"
-    script.write_text("export default function () { throw new Error('boom from the script'); }\n"
-                      "const x = ;\n")
+    script.write_text("export default function () { throw new Error('boom from the script'); }\nconst x = ;\n")
     with pytest.raises(RunnerError, match="k6 exited with code") as err:
         run(sark_stub, tmp_path / "raw", "smoke_test", 1, 3, script=script)
     assert "Unexpected token" in str(err.value) or "SyntaxError" in str(err.value)
@@ -193,12 +203,20 @@ def test_auth_headers_cookies_and_csrf_on_writes_only(tmp_path: Path) -> None:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    auth = Auth(api_key="k1", bearer_token="jwt1", headers={"X-Team": "perf"}, cookies={"session": "s1"},
-                csrf_token="c1")
+    auth = Auth(
+        api_key="k1", bearer_token="jwt1", headers={"X-Team": "perf"}, cookies={"session": "s1"}, csrf_token="c1"
+    )
     sc = get_scenario("smoke_test").with_load(duration_s=3)
     try:
-        run_k6(RunSpec(scenario=sc, host=f"http://127.0.0.1:{server.server_port}", raw_dir=tmp_path, auth=auth,
-                       progress=lambda p: None))
+        run_k6(
+            RunSpec(
+                scenario=sc,
+                host=f"http://127.0.0.1:{server.server_port}",
+                raw_dir=tmp_path,
+                auth=auth,
+                progress=lambda p: None,
+            )
+        )
     finally:
         server.shutdown()
         server.server_close()

@@ -16,8 +16,16 @@ from ci_perf.runners.base import RunArtifacts
 
 GOLDEN = Path(__file__).parent / "golden" / "k6"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "expected.json").is_file())
-META = RunMeta(scenario="smoke_test", tool="k6", tool_version="1.1.0", users=1, spawn_rate=1,
-               duration_s=6, host="http://sark-stub", window_s=2.0)
+META = RunMeta(
+    scenario="smoke_test",
+    tool="k6",
+    tool_version="1.1.0",
+    users=1,
+    spawn_rate=1,
+    duration_s=6,
+    host="http://sark-stub",
+    window_s=2.0,
+)
 
 
 def _artifacts(**files: Path) -> RunArtifacts:
@@ -85,7 +93,11 @@ def test_stats_are_k6s_own(case: str) -> None:
             assert (ep.p50_ms, ep.p95_ms, ep.max_ms) == (0, 0, 0) and ep.failures == ep.requests
             continue
         assert (ep.p50_ms, ep.p90_ms, ep.p95_ms, ep.p99_ms) == (
-            duration["med"], duration["p(90)"], duration["p(95)"], duration["p(99)"])
+            duration["med"],
+            duration["p(90)"],
+            duration["p(95)"],
+            duration["p(99)"],
+        )
         assert (ep.min_ms, ep.avg_ms, ep.max_ms) == (duration["min"], duration["avg"], duration["max"])
         assert ep.requests == export[f"http_reqs{sel}"]["count"]
         assert ep.successes == duration["count"] or not own
@@ -107,8 +119,11 @@ def test_windows_and_errors_add_up(case: str) -> None:
 def test_rate_limit_429_is_expected_not_failed() -> None:
     result, _ = _golden("rate_limit_test")
     summary = json.loads((GOLDEN / "rate_limit_test" / "k6-summary.json").read_text())["metrics"]
-    limited = sum(v["values"]["count"] for k, v in summary.items()
-                  if k.startswith("http_reqs{name:") and k.endswith(",status:429}"))
+    limited = sum(
+        v["values"]["count"]
+        for k, v in summary.items()
+        if k.startswith("http_reqs{name:") and k.endswith(",status:429}")
+    )
     assert limited > 0
     assert not any("429" in e.error for e in result.total.errors)
     assert result.total.failures <= result.total.requests - limited
@@ -141,13 +156,16 @@ def _broken(tmp_path: Path, text: str) -> RunArtifacts:
     return _artifacts(k6_summary=path)
 
 
-@pytest.mark.parametrize(("text", "what"), [
-    ("{not json", "not valid JSON"),
-    ("[1, 2]", "not a JSON object"),
-    ('{"metrics": {}}', "has no metrics.http_reqs"),
-    ('{"metrics": {"http_reqs": {"count": 3, "rate": 1}, "http_req_duration": {"avg": 1}}}', "has no 'min'"),
-    ('{"metrics": {"http_reqs": {"count": 3, "rate": 1}}}', "has no metric 'http_req_duration'"),
-])
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"metrics": {}}', "has no metrics.http_reqs"),
+        ('{"metrics": {"http_reqs": {"count": 3, "rate": 1}, "http_req_duration": {"avg": 1}}}', "has no 'min'"),
+        ('{"metrics": {"http_reqs": {"count": 3, "rate": 1}}}', "has no metric 'http_req_duration'"),
+    ],
+)
 def test_malformed_summary_is_one_line_naming_the_file(tmp_path: Path, text: str, what: str) -> None:
     with pytest.raises(ResultError) as err:
         parse_k6(_broken(tmp_path, text), META)

@@ -20,8 +20,7 @@ SECRET = "sk_secret_value_123"
 
 def _spec(tmp_path: Path, **kw: object) -> RunSpec:
     auth = Auth(api_key=SECRET, bearer_token="jwt-token-xyz", csrf_token="csrf-abc")
-    return RunSpec(scenario=get_scenario("smoke_test"), host="http://127.0.0.1:9/", raw_dir=tmp_path,
-                   auth=auth, **kw)  # type: ignore[arg-type]
+    return RunSpec(scenario=get_scenario("smoke_test"), host="http://127.0.0.1:9/", raw_dir=tmp_path, auth=auth, **kw)  # type: ignore[arg-type]
 
 
 def test_registered() -> None:

@@ -20,8 +20,10 @@ from ci_perf.scenarios.catalog import get_scenario
 
 
 def point(metric: str, value: float, **tags: str) -> str:
-    return json.dumps({"metric": metric, "type": "Point",
-                       "data": {"time": "2026-11-28T13:00:00Z", "value": value, "tags": tags}}, separators=(",", ":"))
+    return json.dumps(
+        {"metric": metric, "type": "Point", "data": {"time": "2026-11-28T13:00:00Z", "value": value, "tags": tags}},
+        separators=(",", ":"),
+    )
 
 
 def write_ndjson(path: Path, lines: list[str], gz: bool = True) -> Path:

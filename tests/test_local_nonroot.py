@@ -32,8 +32,9 @@ def user_python(folder: Path) -> Path:
     if not system:
         pytest.skip("needs /usr/bin/python3 for the non-root user")
     ours = f"{sys.version_info.major}.{sys.version_info.minor}"
-    theirs = subprocess.run([system, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                            capture_output=True, text=True, check=True).stdout.strip()
+    theirs = subprocess.run(
+        [system, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     if theirs != ours:
         pytest.skip(f"/usr/bin/python3 is {theirs}, the suite's venv {ours}")
     subprocess.run([system, "-m", "venv", "--without-pip", str(folder)], check=True)
@@ -41,7 +42,8 @@ def user_python(folder: Path) -> Path:
     (folder / "lib" / f"python{ours}" / "site-packages" / "ci-perf-suite.pth").write_text(f"{SRC}\n{site}\n")
     # redis-py wants the async-timeout backport below 3.11.3 (Debian's 3.11.2); asyncio has it since 3.11.0.
     (folder / "lib" / f"python{ours}" / "site-packages" / "async_timeout.py").write_text(
-        "from asyncio import timeout  # noqa: F401\n")
+        "from asyncio import timeout  # noqa: F401\n"
+    )
     locust = folder / "bin" / "locust"
     locust.write_text(f"#!{folder}/bin/python\nimport sys\nfrom locust.main import main\nsys.exit(main())\n")
     locust.chmod(0o755)
@@ -78,10 +80,31 @@ def user() -> str:
 
 def as_user(user: str, python: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
     home = Path(f"~{user}").expanduser()
-    base = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(SRC),
-            "CI_PERF_TEST_SESSION": os.environ.get("CI_PERF_TEST_SESSION", ""), "LANG": "C.UTF-8"}
-    return subprocess.run(["runuser", "-u", user, "--", "env", "-i", *(f"{k}={v}" for k, v in {**base, **env}.items()),
-                           str(python), "-m", "ci_perf", *argv], capture_output=True, text=True, timeout=240)
+    base = {
+        "PATH": f"{python.parent}:/usr/bin:/bin",
+        "HOME": str(home),
+        "PYTHONPATH": str(SRC),
+        "CI_PERF_TEST_SESSION": os.environ.get("CI_PERF_TEST_SESSION", ""),
+        "LANG": "C.UTF-8",
+    }
+    return subprocess.run(
+        [
+            "runuser",
+            "-u",
+            user,
+            "--",
+            "env",
+            "-i",
+            *(f"{k}={v}" for k, v in {**base, **env}.items()),
+            str(python),
+            "-m",
+            "ci_perf",
+            *argv,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def test_non_root_user_runs_the_local_stack_after_root(user: str, python: Path, shared_tmp: Path) -> None:
@@ -91,8 +114,21 @@ def test_non_root_user_runs_the_local_stack_after_root(user: str, python: Path, 
     reports = shared_tmp / "reports"
     reports.mkdir()
     shutil.chown(reports, user)
-    run = as_user(user, python, "run", "--backend", "local", "--scenario", "smoke_test", "--users", "1",
-                  "--duration", "3s", "--report-dir", str(reports))
+    run = as_user(
+        user,
+        python,
+        "run",
+        "--backend",
+        "local",
+        "--scenario",
+        "smoke_test",
+        "--users",
+        "1",
+        "--duration",
+        "3s",
+        "--report-dir",
+        str(reports),
+    )
     assert run.returncode in (0, 1), run.stdout[-3000:] + run.stderr[-3000:]  # 1: a threshold, not a crash
     assert "internal error" not in run.stdout + run.stderr
     total = json.loads((reports / "results.json").read_text())["result"]["total"]
@@ -108,8 +144,16 @@ def test_down_all_leaves_other_users_runs_alone(user: str, python: Path, shared_
     sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
         roots = shared / "root-run.json"
-        roots.write_text(json.dumps({"run_id": "root-run", "backend": "local", "temp_dirs": [], "processes": [
-            {"name": "api", "pid": sleeper.pid, "started": procs.start_time(sleeper.pid)}]}))
+        roots.write_text(
+            json.dumps(
+                {
+                    "run_id": "root-run",
+                    "backend": "local",
+                    "temp_dirs": [],
+                    "processes": [{"name": "api", "pid": sleeper.pid, "started": procs.start_time(sleeper.pid)}],
+                }
+            )
+        )
         down = as_user(user, python, "down", "--all", CI_PERF_STATE_DIR=str(shared))
         assert down.returncode == 0, down.stdout + down.stderr
         assert sleeper.poll() is None, "the user's `down --all` killed root's process"

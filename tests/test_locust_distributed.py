@@ -30,8 +30,25 @@ ENV = {**os.environ, "CI_PERF_API_KEY": "test-key", "CI_PERF_PUBLISH": "files"}
 
 
 def run_args(url: str, out: Path, seconds: int, *extra: str) -> list[str]:
-    return [*CLI, "run", "--host", url, "--scenario", "smoke_test", "--users", "4", "--spawn-rate", "4",
-            "--duration", f"{seconds}s", "--window", "1", "--report-dir", str(out), *extra]
+    return [
+        *CLI,
+        "run",
+        "--host",
+        url,
+        "--scenario",
+        "smoke_test",
+        "--users",
+        "4",
+        "--spawn-rate",
+        "4",
+        "--duration",
+        f"{seconds}s",
+        "--window",
+        "1",
+        "--report-dir",
+        str(out),
+        *extra,
+    ]
 
 
 def results(out: Path) -> dict[str, Any]:
@@ -44,6 +61,7 @@ def locust_processes(root: psutil.Process) -> list[psutil.Process]:
 
 
 # --- unit -------------------------------------------------------------------------------------------
+
 
 def test_scale_out_flags_belong_to_their_tool() -> None:
     with pytest.raises(ConfigError, match="distribute Locust"):
@@ -74,10 +92,12 @@ def test_worker_labels() -> None:
 
 # --- real processes ---------------------------------------------------------------------------------
 
+
 @pytest.mark.integration
 def test_two_workers_give_one_result_that_adds_up(sark_stub: str, tmp_path: Path) -> None:
-    proc = subprocess.run(run_args(sark_stub, tmp_path, 6, "--workers", "2"), env=ENV, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        run_args(sark_stub, tmp_path, 6, "--workers", "2"), env=ENV, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = results(tmp_path)
     entries = json.loads((tmp_path / "raw" / "locust.json").read_text())  # the master's totals
@@ -94,8 +114,13 @@ def test_two_workers_give_one_result_that_adds_up(sark_stub: str, tmp_path: Path
 
 @pytest.mark.integration
 def test_a_worker_killed_mid_run_is_reported(sark_stub: str, tmp_path: Path) -> None:
-    proc = subprocess.Popen(run_args(sark_stub, tmp_path, 10, "--workers", "2"), env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        run_args(sark_stub, tmp_path, 10, "--workers", "2"),
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     me = psutil.Process(proc.pid)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and len([p for p in locust_processes(me) if "--worker" in p.cmdline()]) < 2:
@@ -112,8 +137,12 @@ def test_a_worker_killed_mid_run_is_reported(sark_stub: str, tmp_path: Path) -> 
 
 @pytest.mark.integration
 def test_sigterm_stops_master_and_workers(sark_stub: str, tmp_path: Path) -> None:
-    proc = subprocess.Popen(run_args(sark_stub, tmp_path, 60, "--workers", "2"), env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        run_args(sark_stub, tmp_path, 60, "--workers", "2"),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     me = psutil.Process(proc.pid)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and len(locust_processes(me)) < 3:
@@ -131,12 +160,32 @@ def test_sigterm_stops_master_and_workers(sark_stub: str, tmp_path: Path) -> Non
 def test_master_only_with_a_ci_perf_worker(sark_stub: str, tmp_path: Path) -> None:
     port = str(free_port())
     env = {**ENV, "CI_PERF_MASTER_PORT": port}
-    master = subprocess.Popen(run_args(sark_stub, tmp_path / "master", 5, "--master", "--expect-workers", "1"),
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    master = subprocess.Popen(
+        run_args(sark_stub, tmp_path / "master", 5, "--master", "--expect-workers", "1"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1)  # the worker retries its connection anyway; this only keeps the logs tidy
-    worker = subprocess.Popen([*CLI, "worker", "--master-host", "127.0.0.1", "--master-port", port,
-                               "--scenario", "smoke_test", "--report-dir", str(tmp_path / "worker")],
-                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker = subprocess.Popen(
+        [
+            *CLI,
+            "worker",
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            port,
+            "--scenario",
+            "smoke_test",
+            "--report-dir",
+            str(tmp_path / "worker"),
+        ],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out, err = master.communicate(timeout=120)
     w_out, _ = worker.communicate(timeout=60)
     assert master.returncode == 0, out + err
@@ -152,8 +201,16 @@ def test_forked_processes_get_a_port_of_their_own() -> None:
     spec = RunSpec(get_scenario("smoke_test"), "http://h", Path("raw"), processes=2)
     argv = build_argv("locust", spec, output_files(Path("raw")), 41234)
     i = argv.index("--processes")
-    assert argv[i:i + 8] == ["--processes", "2", "--master-bind-host", "127.0.0.1", "--master-bind-port", "41234",
-                             "--master-port", "41234"]
+    assert argv[i : i + 8] == [
+        "--processes",
+        "2",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        "41234",
+        "--master-port",
+        "41234",
+    ]
 
 
 @pytest.mark.integration
@@ -164,11 +221,22 @@ def test_two_runs_with_processes_on_one_machine_keep_their_workers(tmp_path: Pat
 
     stubs = [start_stub("--api-key", f"key-{i}") for i in (1, 2)]
     try:
-        procs = [subprocess.Popen([*run_args(url, tmp_path / f"run{i}", 6)[:-2], "--processes", "2",
-                                   "--report-dir", str(tmp_path / f"run{i}")],
-                                  env={**ENV, "CI_PERF_API_KEY": f"key-{i}"}, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-                 for i, (_, url) in zip((1, 2), stubs, strict=True)]
+        procs = [
+            subprocess.Popen(
+                [
+                    *run_args(url, tmp_path / f"run{i}", 6)[:-2],
+                    "--processes",
+                    "2",
+                    "--report-dir",
+                    str(tmp_path / f"run{i}"),
+                ],
+                env={**ENV, "CI_PERF_API_KEY": f"key-{i}"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i, (_, url) in zip((1, 2), stubs, strict=True)
+        ]
         outs = [p.communicate(timeout=120) for p in procs]
     finally:
         for stub, _ in stubs:

@@ -124,6 +124,7 @@ def test_rate_limit_case_counts_429_as_success() -> None:
 
 # --- broken inputs: one line naming the file and what is wrong ------------------------------------
 
+
 def _artifacts(tmp_path: Path, stats: str | None, windows: str | None = None) -> RunArtifacts:
     files: dict[str, Path] = {}
     for role, text in (("locust_json", stats), ("windows", windows)):
@@ -145,15 +146,19 @@ GOOD_WINDOWS = (GOLDEN / "smoke" / "locust_windows.json").read_text()
         ('{"a": 1}', None, "expected a list of Locust stats entries, found dict"),
         ("[1]", None, "entry 0 is int, expected an object"),
         (json.dumps([{**GOOD_ENTRY, "num_requests": "7"}]), None, "entry 0 has num_requests='7'"),
-        (json.dumps([{k: v for k, v in GOOD_ENTRY.items() if k != "response_times"}]), None,
-         "entry 0 lacks 'response_times'"),
+        (
+            json.dumps([{k: v for k, v in GOOD_ENTRY.items() if k != "response_times"}]),
+            None,
+            "entry 0 lacks 'response_times'",
+        ),
         (json.dumps([{**GOOD_ENTRY, "response_times": {"x": 1}}]), None, "histogram is malformed"),
         (json.dumps([GOOD_ENTRY]), "[]", "locust_windows.json: the document is list"),
         (json.dumps([GOOD_ENTRY]), GOOD_WINDOWS.replace('"window_s"', '"w"'), "lacks 'window_s'"),
     ],
 )
-def test_malformed_files_raise_one_line_result_error(tmp_path: Path, stats: str, windows: str | None,
-                                                     message: str) -> None:
+def test_malformed_files_raise_one_line_result_error(
+    tmp_path: Path, stats: str, windows: str | None, message: str
+) -> None:
     art = _artifacts(tmp_path, stats, windows)
     if windows is not None:  # name the windows file as the runner does
         art.files["windows"] = art.files["windows"].rename(tmp_path / "locust_windows.json")

@@ -27,12 +27,22 @@ pytestmark = pytest.mark.integration
 AUTH = Auth(api_key="test-key")
 
 
-def _run(url: str, raw: Path, processes: int = 1, seconds: int = 6, script: Path | None = None
-         ) -> tuple[RunArtifacts, RunResult, list[Progress]]:
+def _run(
+    url: str, raw: Path, processes: int = 1, seconds: int = 6, script: Path | None = None
+) -> tuple[RunArtifacts, RunResult, list[Progress]]:
     seen: list[Progress] = []
     scenario = get_scenario("smoke_test").with_load(users=5, spawn_rate=5, duration_s=seconds)
-    spec = RunSpec(scenario, url, raw, AUTH, window_s=1.0, processes=processes, script=script,
-                   progress=seen.append, progress_every_s=2)
+    spec = RunSpec(
+        scenario,
+        url,
+        raw,
+        AUTH,
+        window_s=1.0,
+        processes=processes,
+        script=script,
+        progress=seen.append,
+        progress_every_s=2,
+    )
     artifacts = run_locust(spec)
     meta = RunMeta("smoke_test", "locust", artifacts.tool_version, 5, 5, seconds, url)
     return artifacts, parse_locust(artifacts, meta), seen
@@ -42,7 +52,7 @@ def locust_report(html: Path) -> dict[str, dict[str, Any]]:
     """Locust's own final statistics, as embedded in its HTML report, by "METHOD name"."""
     text = html.read_text(encoding="utf-8")
     marker = "window.templateArgs = "
-    args, _ = json.JSONDecoder().raw_decode(text[text.index(marker) + len(marker):])
+    args, _ = json.JSONDecoder().raw_decode(text[text.index(marker) + len(marker) :])
     return {f"{r['method']} {r['name']}".strip(): r for r in args["requests_statistics"]}
 
 

@@ -20,8 +20,9 @@ from ci_perf.scenarios.catalog import SCENARIOS, get_scenario
 
 
 def _spec(tmp_path: Path, name: str = "smoke_test", **kw: object) -> RunSpec:
-    return RunSpec(get_scenario(name).with_load(users=3, spawn_rate=2, duration_s=7), "http://127.0.0.1:9",
-                   tmp_path, **kw)  # type: ignore[arg-type]
+    return RunSpec(
+        get_scenario(name).with_load(users=3, spawn_rate=2, duration_s=7), "http://127.0.0.1:9", tmp_path, **kw
+    )  # type: ignore[arg-type]
 
 
 def test_argv_uses_plugin_and_common_options(tmp_path: Path) -> None:
@@ -91,17 +92,23 @@ print(json.dumps({
 
 
 def _probe(scenario: str, auth: Auth) -> dict[str, object]:
-    env = {"CI_PERF_SCENARIO": SCENARIOS[scenario].to_json(), "CI_PERF_AUTH": auth.to_json(), "PATH": "",
-           "PYTHONPATH": os.environ.get("PYTHONPATH", "")}  # this checkout's sources, not the installed ones
-    out = subprocess.run([sys.executable, "-c", LOCUSTFILE_PROBE], env=env, capture_output=True, text=True,
-                         timeout=60, check=True)
+    env = {
+        "CI_PERF_SCENARIO": SCENARIOS[scenario].to_json(),
+        "CI_PERF_AUTH": auth.to_json(),
+        "PATH": "",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+    }  # this checkout's sources, not the installed ones
+    out = subprocess.run(
+        [sys.executable, "-c", LOCUSTFILE_PROBE], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     data: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
     return data
 
 
 def test_locustfile_auth_weights_and_shape() -> None:
-    auth = Auth(api_key="k", bearer_token="jwt", headers={"X-Team": "perf"}, cookies={"session": "s1"},
-                csrf_token="tok")
+    auth = Auth(
+        api_key="k", bearer_token="jwt", headers={"X-Team": "perf"}, cookies={"session": "s1"}, csrf_token="tok"
+    )
     data = _probe("stress_test", auth)
     assert data["read"] == {"X-Team": "perf", "X-API-Key": "k", "Authorization": "Bearer jwt", "Cookie": "session=s1"}
     assert data["write"] == {**auth.request_headers(write=True), "Cookie": "session=s1; csrf_token=tok"}

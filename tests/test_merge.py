@@ -42,26 +42,57 @@ def stats(method: str, name: str, data: list[Sample], duration: float = 8.0) -> 
     for i in range(int(duration / WINDOW_S)):
         part = [s for s in data if i * WINDOW_S <= s[0] < (i + 1) * WINDOW_S]
         h = LatencyHistogram.from_values(ms for _, ms, _ in part)
-        wins.append(Window(i * WINDOW_S, WINDOW_S, len(part), sum(f for *_, f in part), 2,
-                           h.percentile(0.5) if part else None, h.percentile(0.95) if part else None,
-                           h.percentile(0.99) if part else None, h if part else None))
+        wins.append(
+            Window(
+                i * WINDOW_S,
+                WINDOW_S,
+                len(part),
+                sum(f for *_, f in part),
+                2,
+                h.percentile(0.5) if part else None,
+                h.percentile(0.95) if part else None,
+                h.percentile(0.99) if part else None,
+                h if part else None,
+            )
+        )
     fails = sum(f for *_, f in data)
     return EndpointStats(
-        method=method, name=name, requests=len(data), failures=fails, rps=len(data) / duration,
-        min_ms=min(lat), avg_ms=sum(lat) / len(lat), max_ms=max(lat),
-        p50_ms=hist.percentile(0.5), p90_ms=hist.percentile(0.9), p95_ms=hist.percentile(0.95),
-        p99_ms=hist.percentile(0.99), histogram=hist, windows=tuple(wins),
+        method=method,
+        name=name,
+        requests=len(data),
+        failures=fails,
+        rps=len(data) / duration,
+        min_ms=min(lat),
+        avg_ms=sum(lat) / len(lat),
+        max_ms=max(lat),
+        p50_ms=hist.percentile(0.5),
+        p90_ms=hist.percentile(0.9),
+        p95_ms=hist.percentile(0.95),
+        p99_ms=hist.percentile(0.99),
+        histogram=hist,
+        windows=tuple(wins),
         errors=(ErrorCount("HTTP 500", fails),) if fails else (),
     )
 
 
-def result(data: dict[tuple[str, str], list[Sample]], shard: str = "", scenario: str = "smoke_test",
-           tool: str = "k6") -> RunResult:
+def result(
+    data: dict[tuple[str, str], list[Sample]], shard: str = "", scenario: str = "smoke_test", tool: str = "k6"
+) -> RunResult:
     eps = tuple(stats(m, n, d) for (m, n), d in sorted(data.items(), key=lambda kv: (kv[0][1], kv[0][0])))
     every = [s for d in data.values() for s in d]
     labels = {"shard": shard} if shard else {}
-    meta = RunMeta(scenario, tool, "1.1.0", 4, 4.0, 8.0, "http://127.0.0.1:1", "2026-11-28T13:00:00Z",  # type: ignore[arg-type]
-                   WINDOW_S, labels=labels)
+    meta = RunMeta(
+        scenario,
+        tool,
+        "1.1.0",
+        4,
+        4.0,
+        8.0,
+        "http://127.0.0.1:1",
+        "2026-11-28T13:00:00Z",  # type: ignore[arg-type]
+        WINDOW_S,
+        labels=labels,
+    )
     return RunResult(meta, stats("", AGGREGATE, every), eps, Availability(10, 10))
 
 
@@ -83,11 +114,14 @@ def test_merged_shards_equal_the_whole() -> None:
     whole, shards = full_and_shards(3)
     merged = merge_results(named(shards))
     for got, want in zip((merged.total, *merged.endpoints), (whole.total, *whole.endpoints), strict=True):
-        assert (got.method, got.name, got.requests, got.failures) == (want.method, want.name, want.requests,
-                                                                      want.failures)
+        assert (got.method, got.name, got.requests, got.failures) == (
+            want.method,
+            want.name,
+            want.requests,
+            want.failures,
+        )
         assert got.histogram == want.histogram
-        assert (got.p50_ms, got.p90_ms, got.p95_ms, got.p99_ms) == (want.p50_ms, want.p90_ms, want.p95_ms,
-                                                                    want.p99_ms)
+        assert (got.p50_ms, got.p90_ms, got.p95_ms, got.p99_ms) == (want.p50_ms, want.p90_ms, want.p95_ms, want.p99_ms)
         assert (got.min_ms, got.max_ms) == (want.min_ms, want.max_ms)
         assert got.avg_ms == pytest.approx(want.avg_ms, abs=1e-3)
         assert got.rps == pytest.approx(want.rps, abs=1e-3)
@@ -115,8 +149,9 @@ def test_windows_without_histograms_get_no_percentiles() -> None:
 
 def test_endpoint_without_requests_in_one_part() -> None:
     _, shards = full_and_shards()
-    empty = replace(shards[1].total, requests=0, failures=0, rps=0.0, min_ms=0.0, max_ms=0.0, histogram=None,
-                    windows=(), errors=())
+    empty = replace(
+        shards[1].total, requests=0, failures=0, rps=0.0, min_ms=0.0, max_ms=0.0, histogram=None, windows=(), errors=()
+    )
     merged = merge_endpoints([shards[0].total, empty])
     assert merged.requests == shards[0].total.requests and merged.min_ms == shards[0].total.min_ms
     assert merged.p95_ms == shards[0].total.p95_ms
@@ -130,13 +165,16 @@ def test_separate_runs_add_their_users_and_workers() -> None:
     assert meta.users == 8 and meta.labels == {"workers": "5", "workers_lost": "1", "merged": "2"}
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"scenario": "spike_test"}, "its scenario is 'spike_test'"),
-    ({"tool": "locust"}, "its tool is 'locust'"),
-    ({"window_s": 5.0}, "windows last 5s"),
-    ({"labels": {"shard": "1/2"}}, "shard 1/2 is also shard1.json"),
-    ({"labels": {"shard": "1/3"}}, "different splits"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"scenario": "spike_test"}, "its scenario is 'spike_test'"),
+        ({"tool": "locust"}, "its tool is 'locust'"),
+        ({"window_s": 5.0}, "windows last 5s"),
+        ({"labels": {"shard": "1/2"}}, "shard 1/2 is also shard1.json"),
+        ({"labels": {"shard": "1/3"}}, "different splits"),
+    ],
+)
 def test_refuses_what_does_not_belong_together(change: dict[str, object], message: str) -> None:
     _, (a, b) = full_and_shards()
     b = replace(b, meta=replace(b.meta, **change))  # type: ignore[arg-type]

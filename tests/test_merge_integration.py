@@ -21,9 +21,27 @@ USERS, SECONDS = 30, 8  # ~1,200 requests at ~150 req/s: light enough for a 2-co
 
 
 def run_args(url: str, out: Path, *extra: str) -> list[str]:
-    return [*CLI, "run", "--tool", "k6", "--host", url, "--scenario", "smoke_test", "--users", str(USERS),
-            "--spawn-rate", str(USERS), "--duration", f"{SECONDS}s", "--window", "2", "--report-dir", str(out),
-            *extra]
+    return [
+        *CLI,
+        "run",
+        "--tool",
+        "k6",
+        "--host",
+        url,
+        "--scenario",
+        "smoke_test",
+        "--users",
+        str(USERS),
+        "--spawn-rate",
+        str(USERS),
+        "--duration",
+        f"{SECONDS}s",
+        "--window",
+        "2",
+        "--report-dir",
+        str(out),
+        *extra,
+    ]
 
 
 def finish(proc: subprocess.Popen[str]) -> None:
@@ -43,8 +61,9 @@ def hist_p95(t: dict[str, Any]) -> float:
 
 
 def single(url: str, out: Path) -> dict[str, Any]:
-    proc = subprocess.Popen(run_args(url, out, "--histogram"), env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        run_args(url, out, "--histogram"), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     finish(proc)
     return total(out)
 
@@ -53,15 +72,34 @@ def test_two_k6_shards_merge_to_one_unsharded_run(sark_stub: str, tmp_path: Path
     # The shards run at the same time, as on two CI machines, so the API sees the same load as from
     # one unsharded run; unsharded before and after them, so a drift of this machine's load hits both.
     singles = [single(sark_stub, tmp_path / "single1")]
-    shards = [subprocess.Popen(run_args(sark_stub, tmp_path / f"shard{i}", "--shard", f"{i}/2"), env=ENV,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (1, 2)]
+    shards = [
+        subprocess.Popen(
+            run_args(sark_stub, tmp_path / f"shard{i}", "--shard", f"{i}/2"),
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (1, 2)
+    ]
     for proc in shards:
         finish(proc)
     singles += [single(sark_stub, tmp_path / f"single{i}") for i in (2, 3)]
     merged_dir = tmp_path / "merged"
-    proc = subprocess.run([*CLI, "merge", str(tmp_path / "shard1" / "results.json"),
-                           str(tmp_path / "shard2" / "results.json"), "--report-dir", str(merged_dir)],
-                          env=ENV, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            *CLI,
+            "merge",
+            str(tmp_path / "shard1" / "results.json"),
+            str(tmp_path / "shard2" / "results.json"),
+            "--report-dir",
+            str(merged_dir),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     merged = total(merged_dir)
     labels = json.loads((merged_dir / "results.json").read_text())["result"]["meta"]["labels"]
@@ -78,8 +116,10 @@ def test_two_k6_shards_merge_to_one_unsharded_run(sark_stub: str, tmp_path: Path
     count_noise = max(counts) - min(counts)
     noise = max(p95s) - min(p95s)
     precision = 0.005 * p95 + 0.01  # three significant digits, and one bucket at ~1 ms
-    report = (f"requests merged {merged['requests']} vs unsharded {counts} (noise {count_noise}); "
-              f"p95 merged {merged['p95_ms']} vs unsharded {p95s} (noise {noise:.3f})")
+    report = (
+        f"requests merged {merged['requests']} vs unsharded {counts} (noise {count_noise}); "
+        f"p95 merged {merged['p95_ms']} vs unsharded {p95s} (noise {noise:.3f})"
+    )
     print(report)
     assert abs(merged["requests"] - requests) <= 0.02 * requests + count_noise, report
     assert abs(merged["p95_ms"] - p95) <= precision + 2 * noise, report

@@ -23,8 +23,11 @@ def test_local_stack_resources_database_and_redis_are_observed(tmp_path: Path) -
             for i in range(150):
                 http.post(info.base_url + "/api/v1/servers/", json={**SERVER, "name": f"s{i}"}, headers=headers)
                 http.get(info.base_url + "/api/v1/servers/?limit=5", headers=headers)
-                http.post(info.base_url + "/api/v1/policy/evaluate", headers=headers,
-                          json={"action": "tool:invoke", "tool": "t", "server_id": "x", "parameters": {}})
+                http.post(
+                    info.base_url + "/api/v1/policy/evaluate",
+                    headers=headers,
+                    json={"action": "tool:invoke", "tool": "t", "server_id": "x", "parameters": {}},
+                )
     m = sampler.metrics
     assert m is not None
     for name in ("api", "postgres", "redis"):

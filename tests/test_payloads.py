@@ -33,14 +33,15 @@ class TokenAuth(Auth):
     tokens_file: str = ""
 
 
-def run_tool(tool: str, url: str, raw: Path, auth: Auth, scenario: str = "smoke_test", users: int = 1,
-             seconds: int = 4) -> RunResult:
+def run_tool(
+    tool: str, url: str, raw: Path, auth: Auth, scenario: str = "smoke_test", users: int = 1, seconds: int = 4
+) -> RunResult:
     sc = get_scenario(scenario).with_load(users=users, spawn_rate=users, duration_s=seconds)
-    spec = RunSpec(scenario=sc, host=url, raw_dir=raw, auth=auth, window_s=1.0, processes=1,
-                   progress=lambda p: None)
+    spec = RunSpec(scenario=sc, host=url, raw_dir=raw, auth=auth, window_s=1.0, processes=1, progress=lambda p: None)
     artifacts = get_runner(tool)(spec)
-    meta = RunMeta(sc.name, tool, artifacts.tool_version, sc.users, sc.spawn_rate, float(sc.duration_s), url,
-                   window_s=1.0)
+    meta = RunMeta(
+        sc.name, tool, artifacts.tool_version, sc.users, sc.spawn_rate, float(sc.duration_s), url, window_s=1.0
+    )
     return get_parser(tool)(artifacts, meta)
 
 
@@ -49,16 +50,23 @@ def recorded(path: Path) -> list[dict[str, Any]]:
 
 
 def mint(subject: str, exp: float) -> str:
-    claims = {"sub": subject, "email": f"{subject[:8]}@perf.test", "role": "developer", "type": "access",
-              "exp": int(exp)}
+    claims = {
+        "sub": subject,
+        "email": f"{subject[:8]}@perf.test",
+        "role": "developer",
+        "type": "access",
+        "exp": int(exp),
+    }
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
 def write_tokens(path: Path, subjects: list[str], switch_at: float) -> dict[str, list[str]]:
     """Two tokens per identity: the first expires soon after `switch_at`, the second much later."""
     tokens = {s: [mint(s, switch_at + 1.5), mint(s, switch_at + 300)] for s in subjects}
-    doc = {"subjects": subjects, "tokens": [[[switch_at, tokens[s][0]], [switch_at + 290, tokens[s][1]]]
-                                            for s in subjects]}
+    doc = {
+        "subjects": subjects,
+        "tokens": [[[switch_at, tokens[s][0]], [switch_at + 290, tokens[s][1]]] for s in subjects],
+    }
     path.write_text(json.dumps(doc))
     os.chmod(path, 0o600)
     return tokens

@@ -94,8 +94,7 @@ def test_every_identity_reaches_the_api(tmp_path: Path) -> None:
     auth = pipeline.auth_for(settings, {}, plan)
     config = pipeline.stack_config(settings, "", jwt_secret=plan[1] if plan else "")
     scenario = pipeline.scenario_for(settings)
-    with pipeline.running_stack(config) as info, \
-            pipeline.minted_tokens(plan, scenario, config.run_id, auth) as auth:
+    with pipeline.running_stack(config) as info, pipeline.minted_tokens(plan, scenario, config.run_id, auth) as auth:
         subjects = json.loads(Path(auth.tokens_file).read_text())["subjects"]
         result, _ = pipeline.run_load(settings, scenario, info.base_url, auth)
         audit_url = info.database_url.rsplit("/", 1)[0] + "/sark_audit"

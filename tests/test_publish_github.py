@@ -29,9 +29,15 @@ def api() -> Iterator[FakeApi]:
 
 
 def _env(api: FakeApi, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {"GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": REPO,
-            "GITHUB_REF": "refs/pull/7/merge", "GITHUB_STEP_SUMMARY": str(tmp_path / "step-summary.md"),
-            "GITHUB_OUTPUT": str(tmp_path / "output.txt"), **extra}
+    return {
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_API_URL": api.url,
+        "GITHUB_REPOSITORY": REPO,
+        "GITHUB_REF": "refs/pull/7/merge",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "step-summary.md"),
+        "GITHUB_OUTPUT": str(tmp_path / "output.txt"),
+        **extra,
+    }
 
 
 def _client(env: dict[str, str], waits: list[float]) -> ApiClient:
@@ -41,11 +47,20 @@ def _client(env: dict[str, str], waits: list[float]) -> ApiClient:
     return client
 
 
-def _publish(env: dict[str, str], tmp_path: Path, waits: list[float], out: io.StringIO,
-             body: str = "## Results\nall good") -> Any:
-    return gh.publish_github(body, scenario="smoke_test", tool="locust", report_dir=tmp_path / "report",
-                             env=env, outputs={"status": "pass"}, digest="<!-- ci-perf-digest:QUJD -->",
-                             client=_client(env, waits), stream=out)
+def _publish(
+    env: dict[str, str], tmp_path: Path, waits: list[float], out: io.StringIO, body: str = "## Results\nall good"
+) -> Any:
+    return gh.publish_github(
+        body,
+        scenario="smoke_test",
+        tool="locust",
+        report_dir=tmp_path / "report",
+        env=env,
+        outputs={"status": "pass"},
+        digest="<!-- ci-perf-digest:QUJD -->",
+        client=_client(env, waits),
+        stream=out,
+    )
 
 
 class CommentStore:
@@ -57,7 +72,7 @@ class CommentStore:
 
     def list(self, rec: Recorded) -> Reply:
         per_page, page = int(rec.query.get("per_page", 30)), int(rec.query.get("page", 1))
-        items = self.comments[(page - 1) * per_page: page * per_page]
+        items = self.comments[(page - 1) * per_page : page * per_page]
         more = len(self.comments) > page * per_page
         headers = link_next(f"{self.api.url}{COMMENTS}?per_page={per_page}&page={page + 1}") if more else {}
         return Reply(200, items, headers=headers)
@@ -123,7 +138,10 @@ def test_forbidden_falls_back_to_summary_and_files_without_raising(api: FakeApi,
     report = tmp_path / "report"
     assert (report / "comment.md").read_text().startswith(MARKER)
     assert json.loads((report / "publish-request.json").read_text()) == {
-        "pr_number": 7, "scenario": "smoke_test", "tool": "locust"}
+        "pr_number": 7,
+        "scenario": "smoke_test",
+        "tool": "locust",
+    }
     assert "all good" in (tmp_path / "step-summary.md").read_text()
     assert [r.method for r in api.requests] == ["GET", "POST"]  # a permission 403 is not retried
     assert TOKEN not in out.getvalue() + status.detail
@@ -141,8 +159,11 @@ def test_server_errors_are_retried_then_succeed(api: FakeApi, tmp_path: Path) ->
 
 def test_rate_limits_wait_as_github_says(api: FakeApi, tmp_path: Path) -> None:
     secondary = Reply(403, {"message": "You have exceeded a secondary rate limit"}, headers={"Retry-After": "2"})
-    primary = Reply(429, {"message": "API rate limit exceeded"},
-                    headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()) + 30)})
+    primary = Reply(
+        429,
+        {"message": "API rate limit exceeded"},
+        headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()) + 30)},
+    )
     api.add("GET", COMMENTS, secondary, Reply(200, []))
     api.add("POST", COMMENTS, primary, Reply(201, {"id": 1}))
     waits: list[float] = []
@@ -170,8 +191,16 @@ def test_act_makes_no_request_and_writes_files(api: FakeApi, tmp_path: Path) -> 
 
 def test_comment_off_still_writes_summary_and_outputs_but_calls_no_api(api: FakeApi, tmp_path: Path) -> None:
     env = _env(api, tmp_path)
-    status = gh.publish_github("all good", scenario="smoke_test", tool="locust", report_dir=tmp_path / "report",
-                            env=env, outputs={"status": "pass"}, comment=False, stream=io.StringIO())
+    status = gh.publish_github(
+        "all good",
+        scenario="smoke_test",
+        tool="locust",
+        report_dir=tmp_path / "report",
+        env=env,
+        outputs={"status": "pass"},
+        comment=False,
+        stream=io.StringIO(),
+    )
     assert api.requests == [] and (status.posted, status.action) == (False, "skipped")
     assert "all good" in Path(env["GITHUB_STEP_SUMMARY"]).read_text()
     assert "status=pass" in Path(env["GITHUB_OUTPUT"]).read_text()
@@ -191,8 +220,9 @@ def test_missing_token_is_one_line_naming_the_variable(tmp_path: Path) -> None:
 
 def test_publishing_without_a_token_warns_once_skips_the_comment_and_keeps_the_files(tmp_path: Path) -> None:
     out = io.StringIO()
-    status = gh.publish_github("all good", scenario="s", tool="k6", report_dir=tmp_path,
-                               env={"GITHUB_REF": "refs/pull/3/merge"}, stream=out)
+    status = gh.publish_github(
+        "all good", scenario="s", tool="k6", report_dir=tmp_path, env={"GITHUB_REF": "refs/pull/3/merge"}, stream=out
+    )
     assert (status.posted, status.action) == (False, "skipped") and "GITHUB_TOKEN" in status.detail
     lines = out.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].startswith("::warning") and "GITHUB_TOKEN is not set" in lines[0]
@@ -230,8 +260,9 @@ def test_publish_pending_checks_the_head_commit(api: FakeApi, tmp_path: Path) ->
     report = tmp_path / "report"
     report.mkdir()
     (report / "comment.md").write_text(f"{MARKER}\nbody")
-    (report / "publish-request.json").write_text(json.dumps({"pr_number": 7, "scenario": "smoke_test",
-                                                             "tool": "locust"}))
+    (report / "publish-request.json").write_text(
+        json.dumps({"pr_number": 7, "scenario": "smoke_test", "tool": "locust"})
+    )
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"workflow_run": {"head_sha": "abc"}}))
     env = _env(api, tmp_path, GITHUB_EVENT_PATH=str(event), GITHUB_REF="refs/heads/main")
@@ -245,8 +276,9 @@ def test_publish_pending_checks_the_head_commit(api: FakeApi, tmp_path: Path) ->
     assert status.posted and api.requests[-1].body == {"body": f"{MARKER}\nbody"}
 
 
-def test_publish_outcome_writes_outputs_and_annotations(api: FakeApi, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_publish_outcome_writes_outputs_and_annotations(
+    api: FakeApi, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import synth
     from ci_perf.compare import compare
     from ci_perf.config import Settings

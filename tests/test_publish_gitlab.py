@@ -26,8 +26,13 @@ def api() -> Iterator[FakeApi]:
 
 
 def _env(api: FakeApi, **extra: str) -> dict[str, str]:
-    return {"CI_PERF_GITLAB_TOKEN": TOKEN, "CI_API_V4_URL": f"{api.url}/api/v4", "CI_PROJECT_ID": "group/sark",
-            "CI_MERGE_REQUEST_IID": "5", **extra}
+    return {
+        "CI_PERF_GITLAB_TOKEN": TOKEN,
+        "CI_API_V4_URL": f"{api.url}/api/v4",
+        "CI_PROJECT_ID": "group/sark",
+        "CI_MERGE_REQUEST_IID": "5",
+        **extra,
+    }
 
 
 def _client(env: dict[str, str], waits: list[float]) -> ApiClient:
@@ -38,8 +43,9 @@ def _client(env: dict[str, str], waits: list[float]) -> ApiClient:
 
 
 def _publish(env: dict[str, str], tmp_path: Path, waits: list[float], err: io.StringIO, body: str = "ok") -> Any:
-    return gl.publish_gitlab(body, scenario="smoke_test", tool="k6", report_dir=tmp_path, env=env,
-                             client=_client(env, waits), stream=err)
+    return gl.publish_gitlab(
+        body, scenario="smoke_test", tool="k6", report_dir=tmp_path, env=env, client=_client(env, waits), stream=err
+    )
 
 
 class NoteStore:
@@ -51,7 +57,7 @@ class NoteStore:
     def list(self, rec: Recorded) -> Reply:
         per_page = 2  # the server decides the page size; Link and X-Next-Page say what follows
         page = int(rec.query.get("page", 1))
-        items = self.notes[(page - 1) * per_page: page * per_page]
+        items = self.notes[(page - 1) * per_page : page * per_page]
         more = len(self.notes) > page * per_page
         headers = {"X-Next-Page": str(page + 1) if more else ""}
         if more:
@@ -76,14 +82,21 @@ def test_first_publish_creates_second_updates_through_pagination(api: FakeApi, t
     env, waits, err = _env(api), [], io.StringIO()
     first = _publish(env, tmp_path, waits, err)
     assert (first.posted, first.action) == (True, "created")
-    assert api.calls() == [("GET", NOTES, {"per_page": "100"}), ("GET", NOTES, {"page": "2", "per_page": "100"}),
-                           ("POST", NOTES, {})]
+    assert api.calls() == [
+        ("GET", NOTES, {"per_page": "100"}),
+        ("GET", NOTES, {"page": "2", "per_page": "100"}),
+        ("POST", NOTES, {}),
+    ]
     assert api.requests[-1].body == {"body": f"{MARKER}\nok"}
     api.requests.clear()
     second = _publish(env, tmp_path, waits, err, body="slower")
     assert (second.posted, second.action) == (True, "updated")
-    assert api.calls() == [("GET", NOTES, {"per_page": "100"}), ("GET", NOTES, {"page": "2", "per_page": "100"}),
-                           ("GET", NOTES, {"page": "3", "per_page": "100"}), ("PUT", f"{NOTES}/77", {})]
+    assert api.calls() == [
+        ("GET", NOTES, {"per_page": "100"}),
+        ("GET", NOTES, {"page": "2", "per_page": "100"}),
+        ("GET", NOTES, {"page": "3", "per_page": "100"}),
+        ("PUT", f"{NOTES}/77", {}),
+    ]
     assert api.requests[-1].body == {"body": f"{MARKER}\nslower"}
     assert all(r.headers["private-token"] == TOKEN and "authorization" not in r.headers for r in api.requests)
     assert waits == [] and err.getvalue() == ""
@@ -120,8 +133,9 @@ def test_missing_token_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^CI_PERF_GITLAB_TOKEN is not set"):
         gl.client_from_env({})
     err = io.StringIO()
-    status = gl.publish_gitlab("x", scenario="s", tool="k6", report_dir=tmp_path, env={"CI_MERGE_REQUEST_IID": "1"},
-                               stream=err)
+    status = gl.publish_gitlab(
+        "x", scenario="s", tool="k6", report_dir=tmp_path, env={"CI_MERGE_REQUEST_IID": "1"}, stream=err
+    )
     assert (status.posted, status.action) == (False, "skipped") and (tmp_path / "comment.md").is_file()
     assert err.getvalue().count("\n") == 1 and "warning: CI_PERF_GITLAB_TOKEN is not set" in err.getvalue()
     assert gl.client_from_env({"GITLAB_TOKEN": "t" * 8}).headers["PRIVATE-TOKEN"] == "t" * 8

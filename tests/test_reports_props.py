@@ -30,16 +30,35 @@ def with_endpoints(base: Outcome, endpoints: list[EndpointStats], deltas: bool =
     evaluation = evaluate(result, parse_thresholds(None, None), get_scenario(result.meta.scenario))
     comparison = None
     if deltas and base.comparison:
-        moved = [MetricDelta(e.key, m, "lower", 10.0, 20.0, Change.DEGRADED, 100.0) for e in endpoints
-                 for m in ("p50", "p95", "p99", "rps", "error_rate")]
+        moved = [
+            MetricDelta(e.key, m, "lower", 10.0, 20.0, Change.DEGRADED, 100.0)
+            for e in endpoints
+            for m in ("p50", "p95", "p99", "rps", "error_rate")
+        ]
         comparison = Comparison(base.comparison.source, base.comparison.baseline, "method", tuple(moved))
     return Outcome(result, evaluation, comparison)
 
 
 def many_endpoints(n: int) -> list[EndpointStats]:
     window = Window(0, 5, 10, 1, 1, 1.0, 2.0, 3.0)
-    return [EndpointStats("POST", f"/api/v1/servers/{i:05d}/" + "long-segment/" * 8, 100, 1, 1.0, 1, 2, 3, 4, 5,
-                          6, 7, windows=(window,)) for i in range(n)]
+    return [
+        EndpointStats(
+            "POST",
+            f"/api/v1/servers/{i:05d}/" + "long-segment/" * 8,
+            100,
+            1,
+            1.0,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            windows=(window,),
+        )
+        for i in range(n)
+    ]
 
 
 def test_comment_stays_under_limit_with_2000_endpoints_and_keeps_headline() -> None:
@@ -139,8 +158,7 @@ def test_junit_failures_warnings_skips() -> None:
     assert warn.get("status") == "warn" and (warn.findtext("system-out") or "").startswith("WARN: ")
     assert len(relaxed.findall(".//skipped")) == 1
     failure = relaxed.find(".//failure")
-    assert failure is not None and "254 ms" in failure.get("message", "") and "< 200 ms" in failure.get(
-        "message", "")
+    assert failure is not None and "254 ms" in failure.get("message", "") and "< 200 ms" in failure.get("message", "")
 
 
 def test_render_all_gives_every_file() -> None:
@@ -156,8 +174,10 @@ def test_lost_workers_and_missing_shards_are_key_findings() -> None:
     from ci_perf.reports.findings import findings
 
     outcome = outcome_for("locust_failures")
-    meta = replace(outcome.result.meta, labels={"workers": "2", "workers_lost": "1", "workers_lost_ids": "w-2",
-                                                "shards_missing": "2/3"})
+    meta = replace(
+        outcome.result.meta,
+        labels={"workers": "2", "workers_lost": "1", "workers_lost_ids": "w-2", "shards_missing": "2/3"},
+    )
     lost = replace(outcome, result=replace(outcome.result, meta=meta))
     lines = findings(lost)
     assert any("1 of 2 Locust workers were lost mid-run (w-2)" in line for line in lines)

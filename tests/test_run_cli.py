@@ -15,24 +15,45 @@ from conftest import start_stub
 
 pytestmark = pytest.mark.integration
 
-FILES = {"results.json", "junit.xml", "report.md", "report.html", "comment.md", "summary.md",
-         "load-performance.json", "metrics.txt"}
+FILES = {
+    "results.json",
+    "junit.xml",
+    "report.md",
+    "report.html",
+    "comment.md",
+    "summary.md",
+    "load-performance.json",
+    "metrics.txt",
+}
 SECRET = "sk_live_do_not_print_me_1234"
 
 
 def ci_perf(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "CI_PERF_API_KEY": SECRET,
-           **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "ci_perf", *args], capture_output=True, text=True,
-                          timeout=180, env=env)
+    env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "CI_PERF_API_KEY": SECRET, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "ci_perf", *args], capture_output=True, text=True, timeout=180, env=env
+    )
 
 
 @pytest.mark.parametrize("tool", ["locust", "k6"])
 def test_run_writes_every_report_and_passes(tmp_path: Path, tool: str) -> None:
     proc, url = start_stub("--api-key", SECRET)
     try:
-        run = ci_perf("run", "--scenario", "smoke_test", "--tool", tool, "--host", url, "--users", "2",
-                      "--duration", "6s", "--report-dir", str(tmp_path))
+        run = ci_perf(
+            "run",
+            "--scenario",
+            "smoke_test",
+            "--tool",
+            tool,
+            "--host",
+            url,
+            "--users",
+            "2",
+            "--duration",
+            "6s",
+            "--report-dir",
+            str(tmp_path),
+        )
     finally:
         proc.terminate()
         proc.wait(10)
@@ -59,13 +80,27 @@ def test_run_writes_every_report_and_passes(tmp_path: Path, tool: str) -> None:
 def test_critical_breach_exits_1_with_a_junit_failure(tmp_path: Path) -> None:
     proc, url = start_stub("--api-key", SECRET, "--latency-ms", "250")
     try:
-        run = ci_perf("run", "--scenario", "smoke_test", "--tool", "k6", "--host", url, "--users", "2",
-                      "--duration", "5s", "--report-dir", str(tmp_path))
+        run = ci_perf(
+            "run",
+            "--scenario",
+            "smoke_test",
+            "--tool",
+            "k6",
+            "--host",
+            url,
+            "--users",
+            "2",
+            "--duration",
+            "5s",
+            "--report-dir",
+            str(tmp_path),
+        )
     finally:
         proc.terminate()
         proc.wait(10)
     assert run.returncode == 1, run.stderr + run.stdout
     assert "FAILED thresholds: API p95" in run.stdout
-    failures = [tc.get("name") for tc in ET.parse(tmp_path / "junit.xml").iter("testcase")
-                if tc.find("failure") is not None]
+    failures = [
+        tc.get("name") for tc in ET.parse(tmp_path / "junit.xml").iter("testcase") if tc.find("failure") is not None
+    ]
     assert "API p95" in failures

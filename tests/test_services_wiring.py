@@ -80,8 +80,7 @@ def test_local_backend_hands_the_api_its_coordinates_by_name(tmp_path: Path) -> 
 
 @pytest.mark.docker
 @pytest.mark.parametrize("network", ["host", "bridge"])
-def test_docker_backend_hands_the_api_its_coordinates_by_name(tmp_path: Path, network: str,
-                                                              engine: Any) -> None:  # noqa: F811
+def test_docker_backend_hands_the_api_its_coordinates_by_name(tmp_path: Path, network: str, engine: Any) -> None:  # noqa: F811
     settings = Settings(backend="docker", preset="sark", api_image=DEMO_IMAGE, api_command=command(),
                         db_image="ci-perf-test/timescaledb:pg15", redis_image="ci-perf-test/redis:7",
                         docker_network=network, api_env=EXTRA_ENV, services={"opa": OPA},

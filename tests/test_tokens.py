@@ -27,8 +27,12 @@ def test_claims_are_what_sark_checks() -> None:
         assert claims == {"sub": sub, "email": f"ci-perf-{n}@example.com", "role": "developer", "type": "access",
                           "iat": 1_000_000, "exp": 1_000_600}  # fmt: skip
     with pytest.raises(jwt.InvalidSignatureError):
-        jwt.decode(tokens.tokens[0][0][1], "another-secret-that-is-also-long-enough-0123", algorithms=["HS256"],
-                   options={"verify_exp": False})
+        jwt.decode(
+            tokens.tokens[0][0][1],
+            "another-secret-that-is-also-long-enough-0123",
+            algorithms=["HS256"],
+            options={"verify_exp": False},
+        )
     assert subject(0) == tokens.subjects[0]  # stable per identity number
 
 

@@ -46,9 +46,16 @@ class Fetched:
     reason: str = ""  # why result is None
 
 
-def fetch_baseline(spec: str, *, env: Mapping[str, str], scenario: str = "", tool: str = "locust",
-                   artifact: str = DEFAULT_ARTIFACT, artifact_path: str = DEFAULT_ARTIFACT_PATH,
-                   client: ApiClient | None = None) -> Fetched:
+def fetch_baseline(
+    spec: str,
+    *,
+    env: Mapping[str, str],
+    scenario: str = "",
+    tool: str = "locust",
+    artifact: str = DEFAULT_ARTIFACT,
+    artifact_path: str = DEFAULT_ARTIFACT_PATH,
+    client: ApiClient | None = None,
+) -> Fetched:
     kind, _, arg = spec.partition(":")
     if kind == "file" or (not arg and Path(spec).is_file()):
         return from_file(Path(arg if kind == "file" else spec))
@@ -58,12 +65,14 @@ def fetch_baseline(spec: str, *, env: Mapping[str, str], scenario: str = "", too
         return from_gitlab_artifact(env, job=arg, path=artifact_path, client=client)
     if kind == "comment":
         return from_previous_comment(env, scenario, tool, client=client)
-    raise ConfigError(f"unknown baseline {spec!r}: use file:PATH, github-artifact[:NAME], "
-                      "gitlab-artifact[:JOB] or comment")
+    raise ConfigError(
+        f"unknown baseline {spec!r}: use file:PATH, github-artifact[:NAME], gitlab-artifact[:JOB] or comment"
+    )
 
 
-def load_baseline(spec: str, env: Mapping[str, str] | None = None, *, scenario: str = "",
-                  tool: str = "locust") -> RunResult | None:
+def load_baseline(
+    spec: str, env: Mapping[str, str] | None = None, *, scenario: str = "", tool: str = "locust"
+) -> RunResult | None:
     """fetch_baseline for the pipeline: the RunResult, or None after saying why on stderr."""
     fetched = fetch_baseline(spec, env=os.environ if env is None else env, scenario=scenario, tool=tool)
     if fetched.result is None:
@@ -72,6 +81,7 @@ def load_baseline(spec: str, env: Mapping[str, str] | None = None, *, scenario: 
 
 
 # --- files --------------------------------------------------------------------------------------
+
 
 def load_result_json(data: Mapping[str, Any]) -> RunResult:
     """A results.json (Outcome) or a bare RunResult."""
@@ -109,20 +119,27 @@ def show_baseline(path: Path) -> str:
 def describe_baseline(r: RunResult, label: str = "baseline") -> str:
     """What the baseline is and its headline numbers, one endpoint a line."""
     m = r.meta
-    lines = [f"{label}: {m.scenario} with {m.tool} {m.tool_version}, {m.users} users, {m.duration_s:g}s, "
-             f"started {m.started_at or '?'} at {(m.commit or '?')[:12]} {m.ref}".rstrip()]
-    lines.append(f"{'endpoint':40} {'requests':>9} {'errors':>7} {'rps':>8} {'p50':>8} {'p95':>8} "
-                 f"{'p99':>8} {'windows':>7}")
+    lines = [
+        f"{label}: {m.scenario} with {m.tool} {m.tool_version}, {m.users} users, {m.duration_s:g}s, "
+        f"started {m.started_at or '?'} at {(m.commit or '?')[:12]} {m.ref}".rstrip()
+    ]
+    lines.append(
+        f"{'endpoint':40} {'requests':>9} {'errors':>7} {'rps':>8} {'p50':>8} {'p95':>8} {'p99':>8} {'windows':>7}"
+    )
     for e in (r.total, *r.endpoints):
-        lines.append(f"{e.key[:40]:40} {e.requests:>9} {e.error_rate:>7.2%} {e.rps:>8.1f} {e.p50_ms:>8.1f} "
-                     f"{e.p95_ms:>8.1f} {e.p99_ms:>8.1f} {len(e.windows):>7}")
+        lines.append(
+            f"{e.key[:40]:40} {e.requests:>9} {e.error_rate:>7.2%} {e.rps:>8.1f} {e.p50_ms:>8.1f} "
+            f"{e.p95_ms:>8.1f} {e.p99_ms:>8.1f} {len(e.windows):>7}"
+        )
     return "\n".join(lines)
 
 
 # --- CI artifacts -------------------------------------------------------------------------------
 
-def from_github_artifact(env: Mapping[str, str], name: str = DEFAULT_ARTIFACT, *,
-                         client: ApiClient | None = None, max_runs: int = 5) -> Fetched:
+
+def from_github_artifact(
+    env: Mapping[str, str], name: str = DEFAULT_ARTIFACT, *, client: ApiClient | None = None, max_runs: int = 5
+) -> Fetched:
     """Latest successful run of this workflow on the base branch that still has the artifact."""
     api = client or gh.client_from_env(env)
     repo = require(env, "GITHUB_REPOSITORY")
@@ -131,13 +148,15 @@ def from_github_artifact(env: Mapping[str, str], name: str = DEFAULT_ARTIFACT, *
     runs_path = f"/repos/{repo}/actions/workflows/{workflow}/runs" if workflow else f"/repos/{repo}/actions/runs"
     source = f"github-artifact:{name}@{branch}"
     try:
-        runs = api.request("GET", runs_path, params={"branch": branch, "status": "success",
-                                                     "per_page": max_runs}).json()["workflow_runs"]
+        runs = api.request(
+            "GET", runs_path, params={"branch": branch, "status": "success", "per_page": max_runs}
+        ).json()["workflow_runs"]
         for run in runs:
             if str(run["id"]) == env.get("GITHUB_RUN_ID"):
                 continue
-            found = api.request("GET", f"/repos/{repo}/actions/runs/{run['id']}/artifacts",
-                                params={"name": name}).json()["artifacts"]
+            found = api.request(
+                "GET", f"/repos/{repo}/actions/runs/{run['id']}/artifacts", params={"name": name}
+            ).json()["artifacts"]
             live = [a for a in found if a["name"] == name and not a.get("expired")]
             if live:
                 blob = api.request("GET", live[0]["archive_download_url"]).content
@@ -158,8 +177,9 @@ def _result_from_zip(blob: bytes) -> RunResult:
         raise ResultError(f"the baseline artifact is not a readable zip of results.json ({exc})") from None
 
 
-def from_gitlab_artifact(env: Mapping[str, str], job: str = "", path: str = DEFAULT_ARTIFACT_PATH, *,
-                         client: ApiClient | None = None) -> Fetched:
+def from_gitlab_artifact(
+    env: Mapping[str, str], job: str = "", path: str = DEFAULT_ARTIFACT_PATH, *, client: ApiClient | None = None
+) -> Fetched:
     """GET /projects/:id/jobs/artifacts/:ref/raw/:path?job=:job (latest successful pipeline on ref)."""
     api = client or gl.client_from_env(env, allow_job_token=True)
     project = quote(require(env, "CI_PROJECT_ID"), safe="")
@@ -180,8 +200,10 @@ def from_gitlab_artifact(env: Mapping[str, str], job: str = "", path: str = DEFA
 
 # --- digest in the previous comment -------------------------------------------------------------
 
-def from_previous_comment(env: Mapping[str, str], scenario: str, tool: str, *,
-                          client: ApiClient | None = None) -> Fetched:
+
+def from_previous_comment(
+    env: Mapping[str, str], scenario: str, tool: str, *, client: ApiClient | None = None
+) -> Fetched:
     finder: Callable[..., str | None] = gl.previous_note_body if env.get("GITLAB_CI") else gh.previous_comment_body
     try:
         body = finder(env, scenario, tool, client=client)
@@ -195,10 +217,16 @@ def encode_digest(result: RunResult, max_chars: int = MAX_DIGEST_CHARS) -> str:
     """A hidden HTML comment carrying what compare() needs: totals and windows, no histograms.
 
     If too big, endpoint windows go first (the aggregate keeps its own), then the endpoints."""
-    slim = replace(result, total=replace(result.total, histogram=None, errors=()),
-                   endpoints=tuple(replace(e, histogram=None, errors=()) for e in result.endpoints))
-    candidates = (slim, replace(slim, endpoints=tuple(replace(e, windows=()) for e in slim.endpoints)),
-                  replace(slim, endpoints=()))
+    slim = replace(
+        result,
+        total=replace(result.total, histogram=None, errors=()),
+        endpoints=tuple(replace(e, histogram=None, errors=()) for e in result.endpoints),
+    )
+    candidates = (
+        slim,
+        replace(slim, endpoints=tuple(replace(e, windows=()) for e in slim.endpoints)),
+        replace(slim, endpoints=()),
+    )
     for candidate in candidates:
         raw = json.dumps(candidate.to_dict(), separators=(",", ":")).encode()
         text = f"{DIGEST_PREFIX}{base64.b64encode(gzip.compress(raw, 9, mtime=0)).decode()} -->"

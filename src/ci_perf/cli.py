@@ -30,27 +30,43 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spawn-rate", "-r", type=float, help="override the scenario's spawn rate (users/s)")
     p.add_argument("--duration", "-d", help="override the scenario's duration (30s, 5m, 1h)")
     p.add_argument("--script", type=Path, help="your own locustfile or k6 script instead of ours")
-    p.add_argument("--processes", type=int,
-                   help="Locust processes on this machine (default: one per core, at most one per user)")
+    p.add_argument(
+        "--processes", type=int, help="Locust processes on this machine (default: one per core, at most one per user)"
+    )
     p.add_argument("--window", dest="window_s", type=float, help="time-series window in seconds")
 
 
 def _add_scale_out_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="Locust: a master plus N worker processes on this machine")
-    p.add_argument("--master", action="store_true", default=None,
-                   help="Locust: run only the master; remote `ci-perf worker`s connect to it")
+    p.add_argument(
+        "--master",
+        action="store_true",
+        default=None,
+        help="Locust: run only the master; remote `ci-perf worker`s connect to it",
+    )
     p.add_argument("--expect-workers", type=int, help="with --master: workers to wait for (default 1)")
     p.add_argument("--shard", help="k6: run execution segment i of N (i/N, e.g. 1/4); merge with `ci-perf merge`")
-    p.add_argument("--histogram", action="store_true", default=None,
-                   help="k6: also record exact latency histograms (always on with --shard)")
+    p.add_argument(
+        "--histogram",
+        action="store_true",
+        default=None,
+        help="k6: also record exact latency histograms (always on with --shard)",
+    )
 
 
 def _add_stack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", type=Path, help="ci-perf.yml (default ./ci-perf.yml when present)")
-    p.add_argument("--preset", choices=("sark", "none"),
-                   help="wire the stack and auth for a known API (default: sark with the bundled demo API)")
-    p.add_argument("--backend", "-b", choices=BACKEND_NAMES,
-                   help="where the system under test runs (default: external with --host, else local)")
+    p.add_argument(
+        "--preset",
+        choices=("sark", "none"),
+        help="wire the stack and auth for a known API (default: sark with the bundled demo API)",
+    )
+    p.add_argument(
+        "--backend",
+        "-b",
+        choices=BACKEND_NAMES,
+        help="where the system under test runs (default: external with --host, else local)",
+    )
     p.add_argument("--host", help="base URL of an already running API (external backend)")
     p.add_argument("--report-dir", "-o", type=Path, help="report folder (default ./reports)")
     p.add_argument("--health-path", help="health endpoint path (default /health/)")
@@ -58,25 +74,44 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db-image", help="database image (docker backend)")
     p.add_argument("--redis-image", help="Redis image (docker backend)")
     p.add_argument("--api-image", help="API image (docker backend; default: the demo target)")
-    p.add_argument("--docker-network", choices=("host", "bridge"),
-                   help="docker backend: host networking (default) or a per-run bridge network")
+    p.add_argument(
+        "--docker-network",
+        choices=("host", "bridge"),
+        help="docker backend: host networking (default) or a per-run bridge network",
+    )
     p.add_argument("--api-build-context", help="build the API image from this folder (docker backend)")
     p.add_argument("--api-command", help="API command (local backend; default: the demo target)")
-    p.add_argument("--api-env", action="append", metavar="KEY=VALUE",
-                   help="API environment, repeatable; adds to CI_PERF_API_ENV and ci-perf.yml (later wins per key)")
+    p.add_argument(
+        "--api-env",
+        action="append",
+        metavar="KEY=VALUE",
+        help="API environment, repeatable; adds to CI_PERF_API_ENV and ci-perf.yml (later wins per key)",
+    )
     p.add_argument("--migrate-command", help="run after the database is up, before the API")
     p.add_argument("--seed-command", help="run after the API is healthy, before the test")
 
 
 def _add_judge_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", help="file:PATH | github-artifact | gitlab-artifact | comment")
-    p.add_argument("--fail-on-regression", action="store_true", default=None,
-                   help="exit 1 when a metric degraded against the baseline")
+    p.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        default=None,
+        help="exit 1 when a metric degraded against the baseline",
+    )
     p.add_argument("--min-effect", help="smallest change that counts as a regression (default 10%%)")
-    p.add_argument("--publish", choices=("auto", "github", "gitlab", "files", "none"),
-                   help="where results go besides files (default auto: the CI you run in)")
-    p.add_argument("--no-comment", dest="comment", action="store_false", default=None,
-                   help="no sticky PR/MR comment (job summary, outputs and annotations still written)")
+    p.add_argument(
+        "--publish",
+        choices=("auto", "github", "gitlab", "files", "none"),
+        help="where results go besides files (default auto: the CI you run in)",
+    )
+    p.add_argument(
+        "--no-comment",
+        dest="comment",
+        action="store_false",
+        default=None,
+        help="no sticky PR/MR comment (job summary, outputs and annotations still written)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,8 +35,11 @@ def run(settings: Settings) -> int:
     # A shard carries 1/N of the load: its throughput fails every rate threshold, and its comment would
     # show a fraction of the numbers. The verdict and the publishing belong to `ci-perf merge`.
     code = pipeline.run(replace(settings, publish="files", baseline=""))
-    print(f"ci-perf: shard {settings.shard}: not gating or publishing on its own; combine the shards with "
-          "`ci-perf merge */results.json`", flush=True)
+    print(
+        f"ci-perf: shard {settings.shard}: not gating or publishing on its own; combine the shards with "
+        "`ci-perf merge */results.json`",
+        flush=True,
+    )
     return EXIT_OK if code == EXIT_GATE_FAILED else code
 
 
@@ -48,8 +51,13 @@ def worker(settings: Settings, master_host: str, master_port: int) -> int:
 
     if settings.tool != "locust":
         raise ConfigError("ci-perf worker runs Locust workers; k6 scales out with `ci-perf run --shard i/N`")
-    spec = RunSpec(scenario=pipeline.scenario_for(settings), host="", raw_dir=settings.report_dir / "raw",
-                   auth=Auth.from_env(os.environ), script=settings.script)
+    spec = RunSpec(
+        scenario=pipeline.scenario_for(settings),
+        host="",
+        raw_dir=settings.report_dir / "raw",
+        auth=Auth.from_env(os.environ),
+        script=settings.script,
+    )
     print(f"ci-perf: Locust worker for {settings.scenario}, master {master_host}:{master_port}", flush=True)
     with pipeline.sigterm_as_interrupt():
         code = run_worker(spec, master_host, master_port)
@@ -111,8 +119,12 @@ def publish_saved(results: Path, target: str, comment_only: bool, fail_on_regres
     env = os.environ
     if target == "auto":
         target = "github" if env.get("GITHUB_ACTIONS") else "gitlab" if env.get("GITLAB_CI") else "github"
-    settings = Settings(scenario=outcome.result.meta.scenario, tool=outcome.result.meta.tool,
-                        report_dir=results.parent, fail_on_regression=bool(fail_on_regression))
+    settings = Settings(
+        scenario=outcome.result.meta.scenario,
+        tool=outcome.result.meta.tool,
+        report_dir=results.parent,
+        fail_on_regression=bool(fail_on_regression),
+    )
     written = {p.name: p for p in results.parent.iterdir() if p.is_file()}
     publish_outcome(target, outcome, settings, written, env, comment_only=comment_only)
     return EXIT_OK
@@ -150,8 +162,13 @@ def demo(duration: str, report_dir: Path) -> int:
     codes = []
     tools: tuple[Tool, ...] = ("locust", "k6")
     for tool in tools:
-        settings = Settings(scenario="smoke_test", tool=tool, backend="local",
-                            duration_s=parse_duration(duration), report_dir=report_dir / tool)
+        settings = Settings(
+            scenario="smoke_test",
+            tool=tool,
+            backend="local",
+            duration_s=parse_duration(duration),
+            report_dir=report_dir / tool,
+        )
         codes.append(pipeline.run(settings))
     print(f"ci-perf: demo reports in {report_dir.resolve()}/locust and {report_dir.resolve()}/k6")
     return max(codes)
@@ -166,16 +183,19 @@ def merge(results: list[Path], report_dir: Path, config: Path | None) -> int:
     parts = [(str(path), pipeline.load_outcome(path).result) for path in results]
     merged = merge_results(parts)
     meta = merged.meta
-    settings = build_settings({"scenario": meta.scenario, "tool": meta.tool, "report_dir": report_dir},
-                              config_file=config)
+    settings = build_settings(
+        {"scenario": meta.scenario, "tool": meta.tool, "report_dir": report_dir}, config_file=config
+    )
     scenario = get_scenario(meta.scenario).with_load(meta.users, meta.spawn_rate, int(meta.duration_s))
     outcome = pipeline.evaluate(settings, scenario, merged)
     written = pipeline.write_outputs(outcome, report_dir, [], settings.fail_on_regression)
     if meta.labels.get("shards_missing"):
         pipeline.eprint(f"ci-perf: warning: shard(s) {meta.labels['shards_missing']} missing from the merge")
     pipeline.warn_lost_workers(meta)
-    print(f"ci-perf: merged {len(parts)} results: {merged.total.requests} requests, "
-          f"p95 {merged.total.p95_ms:g} ms, {merged.total.rps:.1f} req/s")
+    print(
+        f"ci-perf: merged {len(parts)} results: {merged.total.requests} requests, "
+        f"p95 {merged.total.p95_ms:g} ms, {merged.total.rps:.1f} req/s"
+    )
     print(f"ci-perf: {meta.scenario}/{meta.tool}: {pipeline.headline(outcome, settings.fail_on_regression)}")
     print(f"ci-perf: reports in {report_dir.resolve()}: {', '.join(sorted(written))}")
     return pipeline.gate_exit_code(outcome, settings.fail_on_regression)

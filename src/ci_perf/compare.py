@@ -96,16 +96,22 @@ def holm(deltas: list[MetricDelta], alpha: float) -> list[MetricDelta]:
     """Holm's step-down correction over every test run in this comparison: one run checks dozens of
     endpoint x metric pairs, and a user reads 'any degraded' as 'this PR regressed'. Without it an
     A/A run of a real target flagged a regression (bench/verdict_trials.py)."""
-    tested = sorted((d.p_value, i) for i, d in enumerate(deltas)
-                    if d.p_value is not None and d.change in (Change.DEGRADED, Change.IMPROVED))
+    tested = sorted(
+        (d.p_value, i)
+        for i, d in enumerate(deltas)
+        if d.p_value is not None and d.change in (Change.DEGRADED, Change.IMPROVED)
+    )
     m = sum(1 for d in deltas if d.p_value is not None)
     out = list(deltas)
     failed = False
     for rank, (p, i) in enumerate(tested):
         failed = failed or p >= alpha / (m - rank)
         if failed:
-            out[i] = replace(out[i], change=Change.INCONCLUSIVE,
-                             note=f"p={p:.2g} is not significant after Holm correction over {m} tests")
+            out[i] = replace(
+                out[i],
+                change=Change.INCONCLUSIVE,
+                note=f"p={p:.2g} is not significant after Holm correction over {m} tests",
+            )
     return out
 
 
@@ -173,16 +179,24 @@ def sample_delta(
     d = MetricDelta(endpoint, metric, direction, b, c, Change.UNCHANGED)
     if b <= 0:
         same = c == b
-        return replace(d, change=Change.UNCHANGED if same else Change.INCONCLUSIVE,
-                       note="" if same else "baseline is 0: no relative effect")
+        return replace(
+            d,
+            change=Change.UNCHANGED if same else Change.INCONCLUSIVE,
+            note="" if same else "baseline is 0: no relative effect",
+        )
     rel = (c - b) / b
     d = replace(d, delta_pct=rel * 100)
     if abs(rel) < cfg.min_effect:
         return d
     if min(len(base_s), len(cur_s)) < cfg.min_windows:
-        return replace(d, change=Change.INCONCLUSIVE, note=(
-            f"only {len(cur_s)} current / {len(base_s)} baseline steady-state windows, "
-            f"need {cfg.min_windows} each: run longer or use shorter windows"))
+        return replace(
+            d,
+            change=Change.INCONCLUSIVE,
+            note=(
+                f"only {len(cur_s)} current / {len(base_s)} baseline steady-state windows, "
+                f"need {cfg.min_windows} each: run longer or use shorter windows"
+            ),
+        )
     p = stats.mann_whitney_greater(cur_s, base_s) if rel > 0 else stats.mann_whitney_greater(base_s, cur_s)
     d = replace(d, p_value=p)
     if p < cfg.alpha:
@@ -197,8 +211,9 @@ def sample_delta(
 
 def error_rate_delta(cur: EndpointStats, base: EndpointStats, cfg: Settings) -> MetricDelta:
     b, c = base.error_rate, cur.error_rate
-    d = MetricDelta(cur.key, "error_rate", "lower", b, c, Change.UNCHANGED,
-                    delta_pct=(c - b) / b * 100 if b > 0 else None)
+    d = MetricDelta(
+        cur.key, "error_rate", "lower", b, c, Change.UNCHANGED, delta_pct=(c - b) / b * 100 if b > 0 else None
+    )
     if not base.requests or not cur.requests:
         return replace(d, change=Change.INCONCLUSIVE, note="no requests on one side")
     diff = c - b
@@ -225,14 +240,20 @@ def _pairs(current: RunResult, baseline: RunResult) -> list[tuple[EndpointStats,
 
 
 def _mismatch(cur: RunMeta, base: RunMeta) -> str:
-    diffs = [f"{name} {b!r} vs {c!r}" for name, c, b in
-             (("scenario", cur.scenario, base.scenario), ("tool", cur.tool, base.tool)) if c != b]
+    diffs = [
+        f"{name} {b!r} vs {c!r}"
+        for name, c, b in (("scenario", cur.scenario, base.scenario), ("tool", cur.tool, base.tool))
+        if c != b
+    ]
     return ", ".join(diffs)
 
 
 def _shape_warnings(cur: RunMeta, base: RunMeta) -> list[str]:
-    diffs = [f"{name} {b:g} vs {c:g}" for name, c, b in
-             (("users", cur.users, base.users), ("duration", cur.duration_s, base.duration_s)) if c != b]
+    diffs = [
+        f"{name} {b:g} vs {c:g}"
+        for name, c, b in (("users", cur.users, base.users), ("duration", cur.duration_s, base.duration_s))
+        if c != b
+    ]
     return [f"load shape differs from the baseline ({', '.join(diffs)})"] if diffs else []
 
 

@@ -84,11 +84,11 @@ def spike_recovery(windows: Sequence[Window], tolerance: float = 0.2, slack_ms: 
     if not ws or not spike or spike[0] == 0:
         return SpikeRecovery(None, None, None, None, None, "no phase before the spike to compare with")
     # The low phase before the spike: neither the first window (ramp-up) nor the climb to the peak.
-    before = [w for w in ws[1:spike[0]] if w.users < 0.5 * peak] or ws[:spike[0]]
+    before = [w for w in ws[1 : spike[0]] if w.users < 0.5 * peak] or ws[: spike[0]]
     baseline = median([w.p95_ms or 0.0 for w in before])
-    worst = max(w.p95_ms or 0.0 for w in ws[spike[0]:spike[-1] + 1])
+    worst = max(w.p95_ms or 0.0 for w in ws[spike[0] : spike[-1] + 1])
     end = ws[spike[-1]].start_s + ws[spike[-1]].length_s
-    for w in ws[spike[-1] + 1:]:
+    for w in ws[spike[-1] + 1 :]:
         if w.users < 0.9 * peak and (w.p95_ms or 0.0) <= max(baseline * (1 + tolerance), baseline + slack_ms):
             back = w.start_s + w.length_s
             return SpikeRecovery(baseline, worst, end, back, round(back - end, 1))
@@ -142,7 +142,7 @@ def memory_trend(service: str, points: Sequence[tuple[float, float]], alpha: flo
     slope is positive with one-sided p < alpha, it grows steadily in both halves of the span, and the growth
     exceeds max(min_growth_mb, min_growth_ratio × the starting size). Samples of memory are
     autocorrelated, which makes the t-test overconfident: the growth and both-halves rules guard it."""
-    pts = sorted(points)[int(len(points) * warmup_fraction):]
+    pts = sorted(points)[int(len(points) * warmup_fraction) :]
     if len(pts) < 6:
         return MemoryTrend(service, 0.0, 0.0, 0.0, None, False, "too few samples for a trend")
     start, end = pts[0][1], pts[-1][1]
@@ -153,7 +153,7 @@ def memory_trend(service: str, points: Sequence[tuple[float, float]], alpha: flo
     floor = max(min_growth_mb, min_growth_ratio * start)
     # A leak grows steadily: each half of the span grows at a third of the whole's rate or more. A
     # new connection or a cache filling once is a step: one half is flat.
-    halves = [linear_trend(pts[: len(pts) // 2]), linear_trend(pts[len(pts) // 2:])]
+    halves = [linear_trend(pts[: len(pts) // 2]), linear_trend(pts[len(pts) // 2 :])]
     sustained = all(h is not None and h.slope_per_min >= trend.slope_per_min / 3 > 0 for h in halves)
     leak = trend.p_value < alpha and growth >= floor and sustained
     if trend.p_value >= alpha:
@@ -163,8 +163,10 @@ def memory_trend(service: str, points: Sequence[tuple[float, float]], alpha: flo
     elif not sustained:
         why = "growth is not sustained (a step, not a slope)"
     else:
-        why = (f"+{trend.slope_per_min:.1f} MB/min (95% CI {trend.ci_low:.1f} to {trend.ci_high:.1f}), "
-               f"p={trend.p_value:.1g}")
+        why = (
+            f"+{trend.slope_per_min:.1f} MB/min (95% CI {trend.ci_low:.1f} to {trend.ci_high:.1f}), "
+            f"p={trend.p_value:.1g}"
+        )
     return MemoryTrend(service, round(start, 2), round(end, 2), round(growth, 2), trend, leak, why)
 
 

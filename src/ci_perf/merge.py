@@ -45,13 +45,17 @@ def check_compatible(parts: Sequence[Named]) -> None:
             if mine != theirs:
                 raise ConfigError(f"cannot merge {name}: its {what} is {mine!r}, {first_name}'s is {theirs!r}")
         if result.meta.window_s != first.meta.window_s:
-            raise ConfigError(f"cannot merge {name}: its windows last {result.meta.window_s:g}s, "
-                              f"{first_name}'s {first.meta.window_s:g}s (run every part with the same --window)")
+            raise ConfigError(
+                f"cannot merge {name}: its windows last {result.meta.window_s:g}s, "
+                f"{first_name}'s {first.meta.window_s:g}s (run every part with the same --window)"
+            )
     for name, result in parts:
         missing = [e.key for e in (result.total, *result.endpoints) if e.requests and e.histogram is None]
         if missing:
-            raise ConfigError(f"cannot merge {name}: it has no latency histogram ({missing[0]}), so percentiles "
-                              "cannot be combined exactly; re-run k6 with --histogram or --shard i/N")
+            raise ConfigError(
+                f"cannot merge {name}: it has no latency histogram ({missing[0]}), so percentiles "
+                "cannot be combined exactly; re-run k6 with --histogram or --shard i/N"
+            )
     check_shards(parts)
 
 
@@ -120,7 +124,9 @@ def merge_endpoints(parts: Sequence[EndpointStats]) -> EndpointStats:
     requests = sum(p.requests for p in parts)
     hist = merge_histograms(p.histogram for p in busy) or LatencyHistogram()
     return EndpointStats(
-        method=parts[0].method, name=parts[0].name, requests=requests,
+        method=parts[0].method,
+        name=parts[0].name,
+        requests=requests,
         failures=sum(p.failures for p in parts),
         rps=round(sum(p.rps for p in parts), 3),
         min_ms=min((p.min_ms for p in busy), default=0.0),

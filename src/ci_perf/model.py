@@ -332,14 +332,18 @@ class Outcome:
 
 # --- JSON encoding -------------------------------------------------------------------------------
 
+
 def _encode(obj: Any) -> Any:
     if isinstance(obj, LatencyHistogram):
         return obj.to_dict()
     if isinstance(obj, StrEnum):
         return obj.value
     if hasattr(obj, "__dataclass_fields__"):
-        return {name: _encode(getattr(obj, name)) for name, f in obj.__dataclass_fields__.items()
-                if not (f.metadata.get("omit_none") and getattr(obj, name) is None)}
+        return {
+            name: _encode(getattr(obj, name))
+            for name, f in obj.__dataclass_fields__.items()
+            if not (f.metadata.get("omit_none") and getattr(obj, name) is None)
+        }
     if isinstance(obj, tuple | list):
         return [_encode(v) for v in obj]
     if isinstance(obj, dict):
@@ -424,4 +428,3 @@ def _decode_comparison(d: Mapping[str, Any]) -> Comparison:
         deltas=tuple(MetricDelta(**{**x, "change": Change(x["change"])}) for x in d["deltas"]),
         warning=d.get("warning", ""),
     )
-

@@ -181,8 +181,11 @@ def run_load(settings: Settings, scenario: Scenario, host: str, auth: Auth,
         shard=settings.shard,
         histogram=settings.histogram or bool(settings.shard),
     )
-    print(f"ci-perf: {scenario.name} with {settings.tool}: {scenario.users} users for {scenario.duration_s}s "
-          f"against {public_host(host)}", flush=True)
+    print(
+        f"ci-perf: {scenario.name} with {settings.tool}: {scenario.users} users for {scenario.duration_s}s "
+        f"against {public_host(host)}",
+        flush=True,
+    )
     sampler = SystemSampler(targets) if targets else None
     with HealthProbe(health_url) as probe, sampler or nullcontext():
         artifacts = get_runner(settings.tool)(spec)
@@ -197,7 +200,8 @@ def run_load(settings: Settings, scenario: Scenario, host: str, auth: Auth,
         started_at=artifacts.started_at,
         window_s=window_s,
         commit=os.environ.get("GITHUB_SHA") or os.environ.get("CI_COMMIT_SHA", ""),
-        ref=os.environ.get("GITHUB_HEAD_REF") or os.environ.get("GITHUB_REF_NAME")
+        ref=os.environ.get("GITHUB_HEAD_REF")
+        or os.environ.get("GITHUB_REF_NAME")
         or os.environ.get("CI_COMMIT_REF_NAME", ""),
         labels={"shard": settings.shard} if settings.shard else {},
     )
@@ -210,8 +214,15 @@ def check_scale_out(settings: Settings) -> None:
     """Scale-out flags belong to one tool each; say so in one line rather than ignore them."""
     from ci_perf.errors import ConfigError
 
-    locust_only = [f for f, on in (("--workers", settings.workers), ("--master", settings.master),
-                                   ("--expect-workers", settings.expect_workers)) if on]
+    locust_only = [
+        f
+        for f, on in (
+            ("--workers", settings.workers),
+            ("--master", settings.master),
+            ("--expect-workers", settings.expect_workers),
+        )
+        if on
+    ]
     if settings.tool == "k6" and locust_only:
         raise ConfigError(f"{', '.join(locust_only)} distribute Locust; with k6 use --shard i/N on each machine")
     if settings.tool == "locust" and settings.shard:
@@ -223,8 +234,10 @@ def check_scale_out(settings: Settings) -> None:
 def warn_lost_workers(meta: RunMeta) -> None:
     lost = meta.labels.get("workers_lost")
     if lost:
-        eprint(f"ci-perf: warning: {lost} of {meta.labels.get('workers', '?')} Locust worker(s) were lost during "
-               f"the run ({meta.labels.get('workers_lost_ids', '')}); their unreported requests are missing")
+        eprint(
+            f"ci-perf: warning: {lost} of {meta.labels.get('workers', '?')} Locust worker(s) were lost during "
+            f"the run ({meta.labels.get('workers_lost_ids', '')}); their unreported requests are missing"
+        )
 
 
 def evaluate(settings: Settings, scenario: Scenario, result: RunResult,
@@ -237,8 +250,9 @@ def evaluate(settings: Settings, scenario: Scenario, result: RunResult,
     )
     db_query_ms = system.db_query_ms if system else None
     evaluation = evaluate_thresholds(result, thresholds, scenario, db_query_ms=db_query_ms)
-    return Outcome(result=result, evaluation=evaluation, comparison=compare_to_baseline(settings, result),
-                   system=system)
+    return Outcome(
+        result=result, evaluation=evaluation, comparison=compare_to_baseline(settings, result), system=system
+    )
 
 
 def compare_to_baseline(settings: Settings, result: RunResult) -> Comparison | None:
@@ -326,8 +340,11 @@ def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
     auth = auth_for(settings, env, plan)
     config = stack_config(settings, auth.api_key, jwt_secret=plan[1] if plan else "")
     settings.report_dir.mkdir(parents=True, exist_ok=True)
-    with sigterm_as_interrupt(), running_stack(config) as info, \
-            minted_tokens(plan, scenario, config.run_id, auth) as auth:
+    with (
+        sigterm_as_interrupt(),
+        running_stack(config) as info,
+        minted_tokens(plan, scenario, config.run_id, auth) as auth,
+    ):
         result, system = run_load(settings, scenario, info.base_url, auth, targets_for(info, env))
     outcome = evaluate(settings, scenario, result, system)
     written = write_outputs(outcome, settings.report_dir, auth.secrets(), settings.fail_on_regression)
@@ -352,4 +369,3 @@ def publish(outcome: Outcome, settings: Settings, written: Mapping[str, Path], e
 
 def eprint(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-

@@ -44,14 +44,22 @@ DEMO_OPA = ServiceSpec(
 SARK = Preset(
     name="sark",
     api_env={
-        "POSTGRES_HOST": "{db_host}", "POSTGRES_PORT": "{db_port}", "POSTGRES_USER": "{db_user}",
-        "POSTGRES_PASSWORD": "{db_password}", "POSTGRES_DB": "{db_name}",
+        "POSTGRES_HOST": "{db_host}",
+        "POSTGRES_PORT": "{db_port}",
+        "POSTGRES_USER": "{db_user}",
+        "POSTGRES_PASSWORD": "{db_password}",
+        "POSTGRES_DB": "{db_name}",
         # The audit database lives on the same server (SARK reads it as TimescaleDB).
-        "TIMESCALE_HOST": "{db_host}", "TIMESCALE_PORT": "{db_port}", "TIMESCALE_USER": "{db_user}",
-        "TIMESCALE_PASSWORD": "{db_password}", "TIMESCALE_DB": "{sark_audit_db}",
-        "REDIS_HOST": "{redis_host}", "REDIS_PORT": "{redis_port}",
+        "TIMESCALE_HOST": "{db_host}",
+        "TIMESCALE_PORT": "{db_port}",
+        "TIMESCALE_USER": "{db_user}",
+        "TIMESCALE_PASSWORD": "{db_password}",
+        "TIMESCALE_DB": "{sark_audit_db}",
+        "REDIS_HOST": "{redis_host}",
+        "REDIS_PORT": "{redis_port}",
         # SARK's middleware accepts either key, its route dependency SECRET_KEY only: the same secret.
-        "SECRET_KEY": "{jwt_secret}", "JWT_SECRET_KEY": "{jwt_secret}",
+        "SECRET_KEY": "{jwt_secret}",
+        "JWT_SECRET_KEY": "{jwt_secret}",
         "RATE_LIMIT_ENABLED": "false",
     },
     service_env={"OPA_URL": ("opa", "{opa_url}")},

@@ -57,8 +57,11 @@ def stress(result: RunResult, p95_limit_ms: float, error_limit: float) -> Findin
                        f"No breaking point up to {bp.max_users} users"
                        + (f" ({bp.capacity_rps:g} req/s)" if bp.capacity_rps else "")
                        + f": p95 stayed under {p95_limit_ms:g} ms and errors under {error_limit:.0%}")  # fmt: skip
-    supports = (f"supports up to {bp.capacity_users} concurrent users ({bp.capacity_rps:g} req/s)"
-                if bp.capacity_users else "no load level held")
+    supports = (
+        f"supports up to {bp.capacity_users} concurrent users ({bp.capacity_rps:g} req/s)"
+        if bp.capacity_users
+        else "no load level held"
+    )
     return Finding(
         "Breaking point", Status.WARN,
         f"Breaking point at {bp.users} users, {bp.rps:g} req/s, {bp.at_s:.0f}s into the run ({bp.reason}); "
@@ -91,9 +94,14 @@ def soak(result: RunResult, system: SystemMetrics | None) -> list[Finding]:
     if drift is not None:
         first, last = drift
         grows = first > 0 and last > 1.5 * first
-        out.append(Finding("Latency drift", Status.WARN if grows else Status.PASS,
-                           f"Latency drift: p95 {first:.0f} ms in the first third, {last:.0f} ms in the last third",
-                           "Stability: p95 grows over the run; look for leaks and pool exhaustion" if grows else ""))
+        out.append(
+            Finding(
+                "Latency drift",
+                Status.WARN if grows else Status.PASS,
+                f"Latency drift: p95 {first:.0f} ms in the first third, {last:.0f} ms in the last third",
+                "Stability: p95 grows over the run; look for leaks and pool exhaustion" if grows else "",
+            )
+        )
     return out
 
 
@@ -140,8 +148,10 @@ def rate_limit(result: RunResult) -> list[Finding]:
                         f"Rate limiting: no request was answered 429 at up to {_peak_rps(result):g} req/s",
                         "Rate limits: rate_limit_test saw no 429; check that the limit is enabled "
                         "(RATE_LIMIT_ENABLED, the key's rate_limit) and below the rate this test reaches")]  # fmt: skip
-    text = (f"Rate limiting: {r.limited:,} of {r.requests:,} requests answered 429, from {r.first_at_s:.0f}s "
-            f"at {r.offered_rps:g} req/s offered; about {r.accepted_rps:g} req/s accepted while limited")
+    text = (
+        f"Rate limiting: {r.limited:,} of {r.requests:,} requests answered 429, from {r.first_at_s:.0f}s "
+        f"at {r.offered_rps:g} req/s offered; about {r.accepted_rps:g} req/s accepted while limited"
+    )
     return [Finding("Rate limit onset", Status.PASS if expected else Status.WARN, text)]
 
 
@@ -166,5 +176,6 @@ def stored_registrations(result: RunResult, system: SystemMetrics | None) -> Fin
                        "Consistency: registrations answered 201 but not stored; check transactions and "
                        "commit handling under concurrency")  # fmt: skip
     extra = f"; {c.extra:,} more rows than successful answers (committed, then timed out or failed)" if c.extra else ""
-    return Finding("Consistency", Status.PASS,
-                   f"Consistency: all {c.registered:,} successful registrations are stored{extra}")
+    return Finding(
+        "Consistency", Status.PASS, f"Consistency: all {c.registered:,} successful registrations are stored{extra}"
+    )

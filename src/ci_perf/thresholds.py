@@ -51,15 +51,16 @@ class Spec:
 
 BUILTIN: dict[str, Spec] = {
     "api_p95": Spec("API p95", "p95_ms", "latency", "lower", "total", 100, 200),
-    "registration_p95": Spec("Server registration p95", "p95_ms", "latency", "lower",
-                             "each:registration", 200, 500),
+    "registration_p95": Spec("Server registration p95", "p95_ms", "latency", "lower", "each:registration", 200, 500),
     "policy_p95": Spec("Policy evaluation p95", "p95_ms", "latency", "lower", "each:policy", 50, 100),
     "db_query": Spec("Database queries", "db_query_ms", "latency", "lower", "db", 20, 50),
     "error_rate": Spec("Error rate", "error_rate", "ratio", "lower", "total", 1, 5),
-    "registration_rps": Spec("Registration throughput", "rps", "throughput", "higher",
-                             "sum:registration", 1000, 500, focus="registration"),
-    "policy_rps": Spec("Policy evaluation throughput", "rps", "throughput", "higher",
-                       "sum:policy", 2000, 1000, focus="policy"),
+    "registration_rps": Spec(
+        "Registration throughput", "rps", "throughput", "higher", "sum:registration", 1000, 500, focus="registration"
+    ),
+    "policy_rps": Spec(
+        "Policy evaluation throughput", "rps", "throughput", "higher", "sum:policy", 2000, 1000, focus="policy"
+    ),
     "availability": Spec("Availability", "availability", "ratio", "higher", "availability", 99.9, 99.5),
 }
 
@@ -145,8 +146,7 @@ def _layer(base: Limit | None, value: Any, kind: Kind, direction: Direction, pat
         if key not in ("target", "critical"):
             raise ConfigError(f"{path}.{key}: unknown key; a threshold has target and critical, e.g. {example}")
     target, critical = (
-        parse_value(value[k], kind, f"{path}.{k}") if value.get(k) is not None else None
-        for k in ("target", "critical")
+        parse_value(value[k], kind, f"{path}.{k}") if value.get(k) is not None else None for k in ("target", "critical")
     )
     if target is None and critical is None:
         raise ConfigError(f"{path}: empty threshold; write e.g. {example}")
@@ -154,8 +154,10 @@ def _layer(base: Limit | None, value: Any, kind: Kind, direction: Direction, pat
         target = base.target if target is None else target
         critical = base.critical if critical is None else critical
     # A new endpoint rule with one level only: no warning band, that level is the gate.
-    limit = Limit(target if target is not None else critical,  # type: ignore[arg-type]
-                  critical if critical is not None else target)  # type: ignore[arg-type]
+    limit = Limit(
+        target if target is not None else critical,  # type: ignore[arg-type]
+        critical if critical is not None else target,
+    )  # type: ignore[arg-type]
     worse = limit.target > limit.critical if direction == "lower" else limit.target < limit.critical
     if worse:
         raise ConfigError(
@@ -173,8 +175,9 @@ def _parse_groups(raw: Any, groups: dict[str, tuple[str, ...]], path: str) -> No
             raise ConfigError(f"{path}.{name}: unknown group; groups are {', '.join(DEFAULT_GROUPS)}")
         items = (patterns,) if isinstance(patterns, str) else patterns
         if not isinstance(items, list | tuple) or not items or not all(isinstance(p, str) for p in items):
-            raise ConfigError(f'{path}.{name}: {patterns!r} is not a list of patterns; '
-                              f'write e.g. ["POST /api/v1/servers/*"]')
+            raise ConfigError(
+                f'{path}.{name}: {patterns!r} is not a list of patterns; write e.g. ["POST /api/v1/servers/*"]'
+            )
         groups[name] = tuple(items)
 
 
@@ -194,12 +197,17 @@ def _parse_endpoints(raw: Any, rules: dict[tuple[str, str], Limit | None], path:
             rules[key] = _layer(rules.get(key), value, kind, direction, f"{where}.{metric}")
 
 
-def _apply(layer: Mapping[str, Any] | None, path: str, limits: dict[str, Limit | None],
-           endpoints: dict[tuple[str, str], Limit | None], groups: dict[str, tuple[str, ...]]) -> None:
+def _apply(
+    layer: Mapping[str, Any] | None,
+    path: str,
+    limits: dict[str, Limit | None],
+    endpoints: dict[tuple[str, str], Limit | None],
+    groups: dict[str, tuple[str, ...]],
+) -> None:
     if layer is None:
         return
     if not isinstance(layer, Mapping):
-        raise ConfigError(f"{path}: expected a mapping of checks, e.g. {{api_p95: {{target: \"100ms\"}}}}")
+        raise ConfigError(f'{path}: expected a mapping of checks, e.g. {{api_p95: {{target: "100ms"}}}}')
     for key, value in layer.items():
         if key == "endpoints":
             _parse_endpoints(value, endpoints, f"{path}.endpoints")
@@ -232,6 +240,7 @@ def parse_thresholds(
 
 # --- evaluation ----------------------------------------------------------------------------------
 
+
 def format_value(value: float | None, unit: str) -> str:
     """Human form of a measured or limit value, shared by every renderer."""
     if value is None:
@@ -255,11 +264,20 @@ def judge(actual: float, limit: Limit, direction: Direction) -> Status:
     return Status.PASS if actual >= limit.target else Status.WARN if actual >= limit.critical else Status.FAIL
 
 
-def _check(name: str, metric: str, scope: str, kind: Kind, direction: Direction, limit: Limit,
-           actual: float | None, why: str = "not measured") -> CheckResult:
+def _check(
+    name: str,
+    metric: str,
+    scope: str,
+    kind: Kind,
+    direction: Direction,
+    limit: Limit,
+    actual: float | None,
+    why: str = "not measured",
+) -> CheckResult:
     unit = UNITS[kind]
-    levels = (f"target {limit_text(limit.target, unit, direction)}, "
-              f"critical {limit_text(limit.critical, unit, direction)}")
+    levels = (
+        f"target {limit_text(limit.target, unit, direction)}, critical {limit_text(limit.critical, unit, direction)}"
+    )
     if actual is None:
         status, message = Status.SKIP, f"{name}: {why} ({levels})"
     else:
@@ -267,8 +285,7 @@ def _check(name: str, metric: str, scope: str, kind: Kind, direction: Direction,
         # endpoint scopes ("GET /x") start with the upper-case method; other scopes are lower case
         where = f" of {scope}" if scope not in name and " " in scope and scope[0].isupper() else ""
         message = f"{name}{where} is {format_value(actual, unit)} ({levels})"
-    return CheckResult(name, metric, scope, unit, direction, limit.target, limit.critical, actual, status,
-                       message)
+    return CheckResult(name, metric, scope, unit, direction, limit.target, limit.critical, actual, status, message)
 
 
 def _measure(stats: EndpointStats, attribute: str) -> float | None:
@@ -289,16 +306,31 @@ def offered_rps(scenario: Scenario, patterns: tuple[str, ...]) -> float | None:
     total = sum(w for _, w in scenario.mix)
     if mean_think <= 0 or total <= 0:
         return None
-    share = sum(w for task, w in scenario.mix
-                if any(fnmatchcase(" ".join(TASKS[task]), p) for p in patterns)) / total
+    share = sum(w for task, w in scenario.mix if any(fnmatchcase(" ".join(TASKS[task]), p) for p in patterns)) / total
     return scenario.users / mean_think * share
 
 
-def _builtin(spec: Spec, limit: Limit, result: RunResult, ts: ThresholdSet,
-             db_query_ms: float | None, scenario: Scenario | None = None) -> list[CheckResult]:
+def _builtin(
+    spec: Spec,
+    limit: Limit,
+    result: RunResult,
+    ts: ThresholdSet,
+    db_query_ms: float | None,
+    scenario: Scenario | None = None,
+) -> list[CheckResult]:
     if spec.where == "total":
-        return [_check(spec.name, spec.metric, "all requests", spec.kind, spec.direction, limit,
-                       _measure(result.total, spec.metric), "no requests were made")]
+        return [
+            _check(
+                spec.name,
+                spec.metric,
+                "all requests",
+                spec.kind,
+                spec.direction,
+                limit,
+                _measure(result.total, spec.metric),
+                "no requests were made",
+            )
+        ]
     if spec.where == "db":
         return [_check(spec.name, spec.metric, "database", spec.kind, spec.direction, limit, db_query_ms)]
     if spec.where == "availability":
@@ -311,17 +343,42 @@ def _builtin(spec: Spec, limit: Limit, result: RunResult, ts: ThresholdSet,
     if mode == "sum" and scenario is not None:
         offered = offered_rps(scenario, patterns)
         if offered is not None and offered < limit.critical:
-            return [_check(spec.name, spec.metric, f"group {group}", spec.kind, spec.direction, limit, None,
-                           f"not applicable: {scenario.users} users with {scenario.think_time_s[0]:g}-"
-                           f"{scenario.think_time_s[1]:g} s think time offer at most ~{offered:.0f} req/s")]
+            return [
+                _check(
+                    spec.name,
+                    spec.metric,
+                    f"group {group}",
+                    spec.kind,
+                    spec.direction,
+                    limit,
+                    None,
+                    f"not applicable: {scenario.users} users with {scenario.think_time_s[0]:g}-"
+                    f"{scenario.think_time_s[1]:g} s think time offer at most ~{offered:.0f} req/s",
+                )
+            ]
     if mode == "sum":
-        return [_check(spec.name, spec.metric, f"group {group}", spec.kind, spec.direction, limit,
-                       sum(e.rps for e in members))]
+        return [
+            _check(
+                spec.name, spec.metric, f"group {group}", spec.kind, spec.direction, limit, sum(e.rps for e in members)
+            )
+        ]
     if not members:
-        return [_check(spec.name, spec.metric, f"group {group}", spec.kind, spec.direction, limit, None,
-                       f"no requests matched {', '.join(patterns)}")]
-    return [_check(spec.name, spec.metric, e.key, spec.kind, spec.direction, limit,
-                   _measure(e, spec.metric), "no requests") for e in members]
+        return [
+            _check(
+                spec.name,
+                spec.metric,
+                f"group {group}",
+                spec.kind,
+                spec.direction,
+                limit,
+                None,
+                f"no requests matched {', '.join(patterns)}",
+            )
+        ]
+    return [
+        _check(spec.name, spec.metric, e.key, spec.kind, spec.direction, limit, _measure(e, spec.metric), "no requests")
+        for e in members
+    ]
 
 
 def _endpoint_checks(rule: EndpointRule, result: RunResult) -> list[CheckResult]:
@@ -329,14 +386,36 @@ def _endpoint_checks(rule: EndpointRule, result: RunResult) -> list[CheckResult]
     attribute, kind, direction = ENDPOINT_METRICS[rule.metric]
     members = _in_group(result, (rule.pattern,))
     if not members:
-        return [_check(f"{rule.pattern} {rule.metric}", attribute, rule.pattern, kind, direction,
-                       rule.limit, None, "no requests matched")]
-    return [_check(f"{e.key} {rule.metric}", attribute, e.key, kind, direction, rule.limit,
-                   _measure(e, attribute), "no requests") for e in members]
+        return [
+            _check(
+                f"{rule.pattern} {rule.metric}",
+                attribute,
+                rule.pattern,
+                kind,
+                direction,
+                rule.limit,
+                None,
+                "no requests matched",
+            )
+        ]
+    return [
+        _check(
+            f"{e.key} {rule.metric}",
+            attribute,
+            e.key,
+            kind,
+            direction,
+            rule.limit,
+            _measure(e, attribute),
+            "no requests",
+        )
+        for e in members
+    ]
 
 
-def evaluate(result: RunResult, thresholds: ThresholdSet, scenario: Scenario, *,
-             db_query_ms: float | None = None) -> Evaluation:
+def evaluate(
+    result: RunResult, thresholds: ThresholdSet, scenario: Scenario, *, db_query_ms: float | None = None
+) -> Evaluation:
     """Every enabled check against one run. `db_query_ms`: measured query time, when known."""
     checks: list[CheckResult] = []
     for key, spec in BUILTIN.items():

@@ -71,13 +71,15 @@ def capture(name: str, case: Case) -> None:
     from ci_perf.scenarios.catalog import get_scenario
     from conftest import start_stub
 
-    scenario = get_scenario(case.scenario).with_load(users=case.users, spawn_rate=case.users,
-                                                     duration_s=case.duration_s)
+    scenario = get_scenario(case.scenario).with_load(
+        users=case.users, spawn_rate=case.users, duration_s=case.duration_s
+    )
     proc, url = start_stub("--api-key", "test-key", *case.stub_args)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            spec = RunSpec(scenario, url, Path(tmp), Auth(api_key="test-key"), window_s=case.window_s,
-                           processes=case.processes)
+            spec = RunSpec(
+                scenario, url, Path(tmp), Auth(api_key="test-key"), window_s=case.window_s, processes=case.processes
+            )
             artifacts = run_locust(spec)
             out = GOLDEN / name
             shutil.rmtree(out, ignore_errors=True)
@@ -87,8 +89,17 @@ def capture(name: str, case: Case) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
-    meta = RunMeta(case.scenario, "locust", artifacts.tool_version, case.users, float(case.users),
-                   float(case.duration_s), "http://127.0.0.1:8000", "2026-01-01T00:00:00+00:00", case.window_s)
+    meta = RunMeta(
+        case.scenario,
+        "locust",
+        artifacts.tool_version,
+        case.users,
+        float(case.users),
+        float(case.duration_s),
+        "http://127.0.0.1:8000",
+        "2026-01-01T00:00:00+00:00",
+        case.window_s,
+    )
     (out / "meta.json").write_text(json.dumps(asdict(meta), indent=1, sort_keys=True) + "\n")
     (out / "expected.json").write_text(expected_text(out))
     print(f"captured {name}: {out}")

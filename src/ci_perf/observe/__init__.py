@@ -22,8 +22,13 @@ def targets_for(info: StackInfo, env: Mapping[str, str]) -> Targets:
             pids["api"] = int(raw)
         else:
             unmeasured["api"] = f"the API runs outside ci-perf (set {API_PID_ENV} to its pid on this machine)"
-    return Targets(database_url=info.database_url, redis_url=info.redis_url, pids=pids,
-                   containers=dict(info.containers), unmeasured=unmeasured)
+    return Targets(
+        database_url=info.database_url,
+        redis_url=info.redis_url,
+        pids=pids,
+        containers=dict(info.containers),
+        unmeasured=unmeasured,
+    )
 
 
 __all__ = ["API_PID_ENV", "SystemMetrics", "SystemSampler", "Targets", "targets_for"]

@@ -136,8 +136,9 @@ def _encode(obj: Any) -> Any:
 
 
 def _decode_service(d: Mapping[str, Any]) -> ServiceSeries:
-    return ServiceSeries(str(d["service"]), tuple(ResourceSample(**s) for s in d.get("samples", ())),
-                         str(d.get("note", "")))
+    return ServiceSeries(
+        str(d["service"]), tuple(ResourceSample(**s) for s in d.get("samples", ())), str(d.get("note", ""))
+    )
 
 
 def _decode_database(d: Mapping[str, Any]) -> DatabaseMetrics:

@@ -20,12 +20,21 @@ MARK = "/* ci-perf observe */ "
 SERVERS_TABLE = "mcp_servers"  # SARK's (and the demo's) registrations, for the consistency check
 TOP_STATEMENTS = 10
 Z95 = 1.645
-_UTILITY = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|START|SET|SHOW|RESET|DISCARD|DEALLOCATE|LISTEN|UNLISTEN|"
-                      r"SAVEPOINT|RELEASE|CLOSE|SELECT pg_advisory_unlock_all)\b", re.IGNORECASE)
-_STATEMENTS_SQL = MARK + """SELECT userid, queryid, query, calls, total_exec_time, max_exec_time, stddev_exec_time
+_UTILITY = re.compile(
+    r"^\s*(BEGIN|COMMIT|ROLLBACK|START|SET|SHOW|RESET|DISCARD|DEALLOCATE|LISTEN|UNLISTEN|"
+    r"SAVEPOINT|RELEASE|CLOSE|SELECT pg_advisory_unlock_all)\b",
+    re.IGNORECASE,
+)
+_STATEMENTS_SQL = (
+    MARK
+    + """SELECT userid, queryid, query, calls, total_exec_time, max_exec_time, stddev_exec_time
 FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"""
-_ACTIVITY_SQL = MARK + """SELECT coalesce(state, 'unknown') AS state, count(*) AS n FROM pg_stat_activity
+)
+_ACTIVITY_SQL = (
+    MARK
+    + """SELECT coalesce(state, 'unknown') AS state, count(*) AS n FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid() GROUP BY 1"""
+)
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ class RedisConnection:
             if not chunk:
                 raise Unavailable("Redis closed the connection")
             self._buf += chunk
-        body, self._buf = self._buf[:size], self._buf[size + 2:]
+        body, self._buf = self._buf[:size], self._buf[size + 2 :]
         return body.decode(errors="replace")
 
     def sample(self, t_s: float) -> RedisSample:

@@ -132,4 +132,3 @@ def docker_client() -> Any:
         return client
     except Exception as exc:
         raise Unavailable(f"Docker engine not reachable ({type(exc).__name__})") from None
-

@@ -182,7 +182,6 @@ class SystemSampler:
         )  # fmt: skip
 
 
-
 def _tree(pid: int) -> Callable[[], ResourceReader]:
     return lambda: ProcessTree(pid)
 

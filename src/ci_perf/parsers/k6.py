@@ -29,8 +29,15 @@ from ci_perf.scenarios.catalog import TASKS
 
 Values = dict[str, float]
 METHODS: dict[str, str] = {name: method for method, name in TASKS.values()}
-STATS = {"min_ms": "min", "avg_ms": "avg", "p50_ms": "med", "p90_ms": "p(90)", "p95_ms": "p(95)",
-         "p99_ms": "p(99)", "max_ms": "max"}
+STATS = {
+    "min_ms": "min",
+    "avg_ms": "avg",
+    "p50_ms": "med",
+    "p90_ms": "p(90)",
+    "p95_ms": "p(95)",
+    "p99_ms": "p(99)",
+    "max_ms": "max",
+}
 
 
 class Summary:
@@ -55,8 +62,9 @@ class Summary:
         total = self.get("http_reqs")
         duration_ms = state.get("testRunDurationMs")
         # The export has no run duration; k6's own rate gives it back (rate = count / duration).
-        self.run_s = (float(duration_ms) / 1000 if duration_ms
-                      else total["count"] / total["rate"] if total.get("rate") else 0.0)
+        self.run_s = (
+            float(duration_ms) / 1000 if duration_ms else total["count"] / total["rate"] if total.get("rate") else 0.0
+        )
 
     def fail(self, what: str) -> NoReturn:
         raise ResultError(f"k6 summary {self.path}: {what}")
@@ -124,8 +132,9 @@ def shard_users(users: int, shard: tuple[int, int] | None) -> int:
     return max(0, (users - index + total) // total)
 
 
-def windows(s: Summary, tags: Tags, hists: StreamHistograms | None = None,
-            shard: tuple[int, int] | None = None) -> tuple[Window, ...]:
+def windows(
+    s: Summary, tags: Tags, hists: StreamHistograms | None = None, shard: tuple[int, int] | None = None
+) -> tuple[Window, ...]:
     block = s.block or {}
     width = float(block.get("window_s") or 0)
     count = int(block.get("windows") or 0) if width else 0
@@ -141,16 +150,20 @@ def windows(s: Summary, tags: Tags, hists: StreamHistograms | None = None,
         end = s.run_s if i == count - 1 else min(start + width, s.run_s)
         lat = f"{s.latency}{sel}"
         has = (s.number(lat, "count", 0.0) if s.judged else requests) > 0
-        out.append(Window(
-            start_s=start, length_s=round(max(end - start, 1e-3), 6), requests=requests,
-            failures=failed(s, sel),
-            users=shard_users(users_at(plan, start + width / 2), shard),
-            p50_ms=s.number(lat, "med") if has else None,
-            p95_ms=s.number(lat, "p(95)") if has else None,
-            p99_ms=s.number(lat, "p(99)") if has else None,
-            histogram=hists.window(i, tags.get("method"), tags.get("name")) if hists and has else None,
-            limited=_limited(s, i) if not tags else None,
-        ))
+        out.append(
+            Window(
+                start_s=start,
+                length_s=round(max(end - start, 1e-3), 6),
+                requests=requests,
+                failures=failed(s, sel),
+                users=shard_users(users_at(plan, start + width / 2), shard),
+                p50_ms=s.number(lat, "med") if has else None,
+                p95_ms=s.number(lat, "p(95)") if has else None,
+                p99_ms=s.number(lat, "p(99)") if has else None,
+                histogram=hists.window(i, tags.get("method"), tags.get("name")) if hists and has else None,
+                limited=_limited(s, i) if not tags else None,
+            )
+        )
     return tuple(out)
 
 
@@ -197,8 +210,9 @@ def _limited(s: Summary, window: int) -> int | None:
     return int(s.number(key, "count", 0.0)) if key in s.metrics else None
 
 
-def errors(s: Summary, endpoints: list[Tags], failures: int,
-           texts: dict[tuple[str, str], Counter[str]]) -> tuple[ErrorCount, ...]:
+def errors(
+    s: Summary, endpoints: list[Tags], failures: int, texts: dict[tuple[str, str], Counter[str]]
+) -> tuple[ErrorCount, ...]:
     """Failed requests by C2 text: error statuses from the `{name:X,status:S}` counters our script
     declares (with the body VUs logged for them), wrong answers from its `{reason:R}` counters."""
     block = s.block or {}
@@ -224,9 +238,14 @@ def errors(s: Summary, endpoints: list[Tags], failures: int,
     return tuple(ErrorCount(e, n) for e, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def endpoint(s: Summary, tags: Tags, all_endpoints: list[Tags], hists: StreamHistograms | None = None,
-             shard: tuple[int, int] | None = None,
-             texts: dict[tuple[str, str], Counter[str]] | None = None) -> EndpointStats:
+def endpoint(
+    s: Summary,
+    tags: Tags,
+    all_endpoints: list[Tags],
+    hists: StreamHistograms | None = None,
+    shard: tuple[int, int] | None = None,
+    texts: dict[tuple[str, str], Counter[str]] | None = None,
+) -> EndpointStats:
     texts = texts or {}
     sel = _sel(tags)
     duration = f"{s.latency}{sel}"
@@ -258,8 +277,11 @@ def endpoint_tags(s: Summary) -> list[Tags]:
         found = [{"name": str(n), "method": str(m)} for m, n in s.block.get("endpoints") or ()]
     else:
         prefix = "http_reqs{name:"
-        found = [{"name": k[len(prefix):-1]} for k in s.metrics
-                 if k.startswith(prefix) and k.endswith("}") and "," not in k]
+        found = [
+            {"name": k[len(prefix) : -1]}
+            for k in s.metrics
+            if k.startswith(prefix) and k.endswith("}") and "," not in k
+        ]
     return [t for t in found if s.number(f"http_reqs{_sel(t)}", "count", 0.0) > 0]
 
 
@@ -277,13 +299,16 @@ def parse_k6(artifacts: RunArtifacts, meta: RunMeta) -> RunResult:
     eps = sorted((endpoint(s, t, tags, hists, shard, texts) for t in tags), key=lambda e: (e.name, e.method))
     if s.block is not None and s.block.get("window_s"):
         meta = replace(meta, window_s=float(s.block["window_s"]))
-    return RunResult(meta=meta, total=endpoint(s, {}, tags, hists, shard, texts), endpoints=tuple(eps),
-                     decisions=_decisions(s))
+    return RunResult(
+        meta=meta, total=endpoint(s, {}, tags, hists, shard, texts), endpoints=tuple(eps), decisions=_decisions(s)
+    )
 
 
 def _decisions(s: Summary) -> dict[str, int] | None:
     if not s.judged:
         return None
-    found = {str(d): int(s.number(f"ci_perf_decisions{{decision:{d}}}", "count", 0.0))
-             for d in (s.block or {}).get("decisions") or ()}
+    found = {
+        str(d): int(s.number(f"ci_perf_decisions{{decision:{d}}}", "count", 0.0))
+        for d in (s.block or {}).get("decisions") or ()
+    }
     return {d: n for d, n in sorted(found.items()) if n} or None

@@ -109,8 +109,9 @@ def read_histograms(path: Path, metric: str = "http_req_duration") -> StreamHist
     return out
 
 
-def _read(fh: IO[bytes], gz: bool, path: Path, cells: dict[bytes, Counts], out: StreamHistograms,
-          metric: bytes) -> None:
+def _read(
+    fh: IO[bytes], gz: bool, path: Path, cells: dict[bytes, Counts], out: StreamHistograms, metric: bytes
+) -> None:
     """Fill one reused buffer, scan its whole lines, keep the cut line for the next fill. Reusing the
     buffer matters: a fresh multi-MB bytes per block costs more in page faults than the scan itself."""
     buf = bytearray(BLOCK)
@@ -122,7 +123,7 @@ def _read(fh: IO[bytes], gz: bool, path: Path, cells: dict[bytes, Counts], out: 
             _scan(buf, end, cells, out, path, offset, metric)
             if len(cells) > MAX_CELLS:
                 _fold(cells, out, path)
-            buf[:filled - end] = buf[end:filled]
+            buf[: filled - end] = buf[end:filled]
             filled, offset = filled - end, offset + end
         if eof:
             return  # what is left in buf is a line cut short by a hard stop: not a whole point
@@ -145,13 +146,14 @@ def _fill(fh: IO[bytes], gz: bool, buf: bytearray, filled: int) -> tuple[int, bo
             return filled, True
         if not piece:
             return filled, True
-        buf[filled:filled + len(piece)] = piece
+        buf[filled : filled + len(piece)] = piece
         filled += len(piece)
     return filled, False
 
 
-def _scan(buf: bytearray, end: int, cells: dict[bytes, Counts], out: StreamHistograms, path: Path,
-          offset: int, metric: bytes) -> None:
+def _scan(
+    buf: bytearray, end: int, cells: dict[bytes, Counts], out: StreamHistograms, path: Path, offset: int, metric: bytes
+) -> None:
     """Count every http_req_duration point in buf[:end] (whole lines). Runs once per request: it works
     on offsets into buf (no line copies) and leaves every line but k6's usual layout to _add_point."""
     find, startswith = buf.find, buf.startswith
@@ -168,7 +170,7 @@ def _scan(buf: bytearray, end: int, cells: dict[bytes, Counts], out: StreamHisto
                 t = find(TAGS, v, stop) if v > 0 else -1
                 if t > 0:
                     with contextlib.suppress(ValueError):
-                        ms = float(view[v + skip_value:t])
+                        ms = float(view[v + skip_value : t])
             if ms is None:
                 start = buf.rfind(b"\n", 0, pos) + 1
                 line = bytes(view[start:stop])

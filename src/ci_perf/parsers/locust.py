@@ -28,8 +28,14 @@ from ci_perf.parsers import register
 from ci_perf.runners.base import RunArtifacts
 
 ENTRY_FIELDS = {
-    "name": str, "method": str, "num_requests": int, "num_none_requests": int, "num_failures": int,
-    "total_response_time": (int, float), "max_response_time": (int, float), "response_times": dict,
+    "name": str,
+    "method": str,
+    "num_requests": int,
+    "num_none_requests": int,
+    "num_failures": int,
+    "total_response_time": (int, float),
+    "max_response_time": (int, float),
+    "response_times": dict,
 }
 WINDOW_FIELDS = {"index": int, "method": str, "name": str, "requests": int, "failures": int, "response_times": list}
 Key = tuple[str, str]  # (method, name)
@@ -68,8 +74,9 @@ def read_stats(path: Path) -> list[dict[str, Any]]:
 
 def read_windows(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = _load(path)
-    _check_fields(path, "the document", data, {"window_s": (int, float), "windows": list, "errors": list,
-                                               "users": list})
+    _check_fields(
+        path, "the document", data, {"window_s": (int, float), "windows": list, "errors": list, "users": list}
+    )
     for i, row in enumerate(data["windows"]):
         _check_fields(path, f"window {i}", row, WINDOW_FIELDS)
     if data["window_s"] <= 0:
@@ -123,12 +130,25 @@ class Successes:
 
     def latency(self) -> dict[str, Any]:
         n, high = self.hist.total, round(self.max_ms or 0.0, 3)
-        return {"min_ms": round(self.min_ms or 0.0, 3), "avg_ms": round(self.sum_ms / n, 3) if n else 0.0,
-                "max_ms": high, **_percentiles(self.hist, high), "histogram": self.hist}
+        return {
+            "min_ms": round(self.min_ms or 0.0, 3),
+            "avg_ms": round(self.sum_ms / n, 3) if n else 0.0,
+            "max_ms": high,
+            **_percentiles(self.hist, high),
+            "histogram": self.hist,
+        }
 
 
-def _stats(method: str, name: str, entries: list[dict[str, Any]], ok: Successes | None, all_hist: LatencyHistogram,
-           duration: float, windows: tuple[Window, ...], errors: tuple[ErrorCount, ...]) -> EndpointStats:
+def _stats(
+    method: str,
+    name: str,
+    entries: list[dict[str, Any]],
+    ok: Successes | None,
+    all_hist: LatencyHistogram,
+    duration: float,
+    windows: tuple[Window, ...],
+    errors: tuple[ErrorCount, ...],
+) -> EndpointStats:
     """Counts combined as Locust's StatsEntry.extend does; latency over successes when the plugin recorded
     them (`ok`), else Locust's own over every request (a windows file of an older ci-perf)."""
     requests = sum(e["num_requests"] for e in entries)
@@ -138,14 +158,22 @@ def _stats(method: str, name: str, entries: list[dict[str, Any]], ok: Successes 
         latency = ok.latency()
     else:
         mins = [e["min_response_time"] for e in entries if e.get("min_response_time") is not None]
-        latency = {"min_ms": round(min(mins), 3) if mins else 0.0, "max_ms": all_max, "histogram": all_hist,
-                   "avg_ms": round(sum(e["total_response_time"] for e in entries) / timed, 3) if timed else 0.0,
-                   **_percentiles(all_hist, all_max)}
+        latency = {
+            "min_ms": round(min(mins), 3) if mins else 0.0,
+            "max_ms": all_max,
+            "histogram": all_hist,
+            "avg_ms": round(sum(e["total_response_time"] for e in entries) / timed, 3) if timed else 0.0,
+            **_percentiles(all_hist, all_max),
+        }
     return EndpointStats(
-        method=method, name=name, requests=requests,
+        method=method,
+        name=name,
+        requests=requests,
         failures=sum(e["num_failures"] for e in entries),
         rps=round(requests / duration, 3) if duration > 0 else 0.0,
-        **latency, windows=windows, errors=errors,
+        **latency,
+        windows=windows,
+        errors=errors,
         all_p95_ms=clamped(all_hist, 0.95, all_max) if all_hist.total else None,
     )
 
@@ -223,8 +251,12 @@ def _window(index: int, w: float, duration: float, users: int, cell: list[Any] |
     hist, high = ok.hist, round(ok.max_ms, 3) if ok.max_ms is not None else math.inf
     timed = hist.total > 0
     return Window(
-        start_s=round(index * w, 3), length_s=_window_length(index, w, duration), requests=requests,
-        failures=failures, users=users, limited=limited,
+        start_s=round(index * w, 3),
+        length_s=_window_length(index, w, duration),
+        requests=requests,
+        failures=failures,
+        users=users,
+        limited=limited,
         p50_ms=clamped(hist, 0.5, high) if timed else None,
         p95_ms=clamped(hist, 0.95, high) if timed else None,
         p99_ms=clamped(hist, 0.99, high) if timed else None,
@@ -265,8 +297,16 @@ def parse_locust(artifacts: RunArtifacts, meta: RunMeta) -> RunResult:
         mine = (ok.get(key) or Successes()) if ok is not None else None
         endpoints.append(_stats(*key, [e], mine, hist, duration, windows.get(key, ()), _errors(errors[key])))
     all_errors = _errors(pair for rows in errors.values() for pair in rows)
-    total = _stats("", AGGREGATE, entries, ok[None] if ok is not None else None, total_hist, duration,
-                   windows.get(None, ()), all_errors)
+    total = _stats(
+        "",
+        AGGREGATE,
+        entries,
+        ok[None] if ok is not None else None,
+        total_hist,
+        duration,
+        windows.get(None, ()),
+        all_errors,
+    )
     if doc and not meta.window_s:
         meta = replace(meta, window_s=float(doc["window_s"]))
     if doc and isinstance(doc.get("workers"), dict):

@@ -21,8 +21,14 @@ if TYPE_CHECKING:
 COMMENT_FILES = ("comment.md", "report.md", "summary.md")  # first found is the comment body
 
 
-def publish_outcome(target: str, outcome: Outcome, settings: Settings, written: Mapping[str, Path],
-                    env: Mapping[str, str], comment_only: bool = False) -> PublishStatus:
+def publish_outcome(
+    target: str,
+    outcome: Outcome,
+    settings: Settings,
+    written: Mapping[str, Path],
+    env: Mapping[str, str],
+    comment_only: bool = False,
+) -> PublishStatus:
     from ci_perf.baseline import encode_digest
 
     body = _markdown(outcome, written)
@@ -33,8 +39,9 @@ def publish_outcome(target: str, outcome: Outcome, settings: Settings, written: 
 
         if not settings.comment:
             return PublishStatus(False, "skipped", "comment turned off")
-        status = publish_gitlab(body, scenario=meta.scenario, tool=meta.tool, report_dir=settings.report_dir,
-                                env=env, digest=digest)
+        status = publish_gitlab(
+            body, scenario=meta.scenario, tool=meta.tool, report_dir=settings.report_dir, env=env, digest=digest
+        )
     elif env.get("GITHUB_EVENT_NAME") == "workflow_run" and (settings.report_dir / "publish-request.json").is_file():
         from ci_perf.publish.github import publish_pending
 
@@ -43,8 +50,13 @@ def publish_outcome(target: str, outcome: Outcome, settings: Settings, written: 
         from ci_perf.publish.github import publish_github
 
         status = publish_github(
-            body, scenario=meta.scenario, tool=meta.tool, report_dir=settings.report_dir, env=env,
-            summary="" if comment_only else None, digest=digest,
+            body,
+            scenario=meta.scenario,
+            tool=meta.tool,
+            report_dir=settings.report_dir,
+            env=env,
+            summary="" if comment_only else None,
+            digest=digest,
             outputs=None if comment_only else outputs_for(outcome, written),
             annotations=() if comment_only else annotations_for(outcome, settings.fail_on_regression),
             comment=settings.comment,
@@ -57,8 +69,13 @@ def outputs_for(outcome: Outcome, written: Mapping[str, Path]) -> dict[str, str]
     """The step outputs action.yml declares: verdict, headline numbers, report paths."""
     total = outcome.result.total
     regressions = outcome.comparison.regressions if outcome.comparison else ()
-    out = {"status": outcome.evaluation.status.value, "p95": f"{total.p95_ms:g}",
-           "error-rate": f"{total.error_rate:.6g}", "rps": f"{total.rps:.6g}", "regressions": str(len(regressions))}
+    out = {
+        "status": outcome.evaluation.status.value,
+        "p95": f"{total.p95_ms:g}",
+        "error-rate": f"{total.error_rate:.6g}",
+        "rps": f"{total.rps:.6g}",
+        "regressions": str(len(regressions)),
+    }
     files = {"results": "results.json", "junit": "junit.xml", "summary": "summary.md", "html": "report.html"}
     for key, name in files.items():
         if name in written:

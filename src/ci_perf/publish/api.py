@@ -52,14 +52,22 @@ class ApiClient:
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else self.base_url.rstrip("/") + path
 
-    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                json: Any = None, headers: Mapping[str, str] | None = None) -> requests.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
         """Send, retrying 5xx, 429, rate-limited 403 and connection errors; raise ApiError otherwise."""
         url = self.url(path)
         for attempt in range(self.retries + 1):
             try:
-                resp = self.session.request(method, url, params=params, json=json, timeout=TIMEOUT,
-                                            headers={**self.headers, **(headers or {})})
+                resp = self.session.request(
+                    method, url, params=params, json=json, timeout=TIMEOUT, headers={**self.headers, **(headers or {})}
+                )
             except requests.RequestException as exc:
                 if attempt == self.retries:
                     raise ApiError(self._masked(f"{method} {url} failed: {exc}")) from None
@@ -86,8 +94,10 @@ class ApiClient:
     def _retry_wait(self, resp: requests.Response, attempt: int) -> float | None:
         """Seconds to wait before retrying, or None when retrying cannot help."""
         status, h = resp.status_code, resp.headers
-        limited = status == 429 or (status == 403 and (
-            "retry-after" in h or h.get("x-ratelimit-remaining") == "0" or "rate limit" in resp.text.lower()))
+        limited = status == 429 or (
+            status == 403
+            and ("retry-after" in h or h.get("x-ratelimit-remaining") == "0" or "rate limit" in resp.text.lower())
+        )
         if not limited:
             return self.backoff_s * 2**attempt if status >= 500 else None
         if "retry-after" in h:

@@ -59,8 +59,12 @@ def client_from_env(env: Mapping[str, str]) -> ApiClient:
     token = next((env[v] for v in TOKEN_VARS if env.get(v)), "")
     if not token:
         raise ConfigError("GITHUB_TOKEN is not set: pass `GITHUB_TOKEN: ${{ github.token }}` in the step's env")
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
-               "X-GitHub-Api-Version": API_VERSION, "User-Agent": "ci-perf"}
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": API_VERSION,
+        "User-Agent": "ci-perf",
+    }
     return ApiClient(env.get("GITHUB_API_URL") or "https://api.github.com", headers, secrets=[token])
 
 
@@ -96,13 +100,15 @@ def upsert_comment(client: ApiClient, repo: str, number: int, marker: str, body:
     return PublishStatus(True, action, f"comment {action} on #{number}", url)
 
 
-def previous_comment_body(env: Mapping[str, str], scenario: str, tool: str, *,
-                          client: ApiClient | None = None) -> str | None:
+def previous_comment_body(
+    env: Mapping[str, str], scenario: str, tool: str, *, client: ApiClient | None = None
+) -> str | None:
     number = pr_number(env)
     if number is None:
         return None
-    found = find_comment(client or client_from_env(env), require(env, "GITHUB_REPOSITORY"), number,
-                         lookup_marker(scenario, tool))
+    found = find_comment(
+        client or client_from_env(env), require(env, "GITHUB_REPOSITORY"), number, lookup_marker(scenario, tool)
+    )
     return str(found["body"]) if found else None
 
 
@@ -118,6 +124,7 @@ def compose(body: str, marker: str, digest: str = "") -> str:
 
 
 # --- workflow commands and files ----------------------------------------------------------------
+
 
 def escape_data(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
@@ -165,11 +172,23 @@ def append_summary(markdown: str, env: Mapping[str, str], report_dir: Path) -> P
 
 # --- the publisher ------------------------------------------------------------------------------
 
-def publish_github(body: str, *, scenario: str, tool: str, report_dir: Path, env: Mapping[str, str],
-                   summary: str | None = None, outputs: Mapping[str, str] | None = None,
-                   annotations: Sequence[Annotation] = (), digest: str = "", pr: int | None = None,
-                   client: ApiClient | None = None, stream: TextIO | None = None,
-                   comment: bool = True) -> PublishStatus:
+
+def publish_github(
+    body: str,
+    *,
+    scenario: str,
+    tool: str,
+    report_dir: Path,
+    env: Mapping[str, str],
+    summary: str | None = None,
+    outputs: Mapping[str, str] | None = None,
+    annotations: Sequence[Annotation] = (),
+    digest: str = "",
+    pr: int | None = None,
+    client: ApiClient | None = None,
+    stream: TextIO | None = None,
+    comment: bool = True,
+) -> PublishStatus:
     """Summary, outputs and annotations first (they need no permission), then the sticky comment."""
     out = stream or sys.stdout
     text = body if summary is None else summary  # "" means: no summary (the workflow_run publisher)
@@ -201,8 +220,9 @@ def publish_github(body: str, *, scenario: str, tool: str, report_dir: Path, env
     return PublishStatus(status.posted, status.action, status.detail, status.url, tuple(files))
 
 
-def _not_posted(action: str, why: str, body: str, scenario: str, tool: str, number: int | None,
-                report_dir: Path, files: list[str]) -> PublishStatus:
+def _not_posted(
+    action: str, why: str, body: str, scenario: str, tool: str, number: int | None, report_dir: Path, files: list[str]
+) -> PublishStatus:
     """Leave what a later publisher needs: the comment body and where it goes."""
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "comment.md").write_text(body, encoding="utf-8")
@@ -212,8 +232,9 @@ def _not_posted(action: str, why: str, body: str, scenario: str, tool: str, numb
     return PublishStatus(False, action, why, files=done)
 
 
-def publish_pending(report_dir: Path, env: Mapping[str, str], *, client: ApiClient | None = None,
-                    stream: TextIO | None = None) -> PublishStatus:
+def publish_pending(
+    report_dir: Path, env: Mapping[str, str], *, client: ApiClient | None = None, stream: TextIO | None = None
+) -> PublishStatus:
     """The workflow_run side of the fork fallback: post what a PR job left in report_dir."""
     request = json.loads((report_dir / "publish-request.json").read_text(encoding="utf-8"))
     number = request.get("pr_number")
@@ -226,8 +247,17 @@ def publish_pending(report_dir: Path, env: Mapping[str, str], *, client: ApiClie
         if pull.get("head", {}).get("sha") != head_sha:
             return PublishStatus(False, "skipped", f"PR #{number} is not the triggering run's head commit")
     body = (report_dir / "comment.md").read_text(encoding="utf-8")
-    return publish_github(body, scenario=str(request["scenario"]), tool=str(request["tool"]),
-                          report_dir=report_dir, env=env, summary="", pr=number, client=api, stream=stream)
+    return publish_github(
+        body,
+        scenario=str(request["scenario"]),
+        tool=str(request["tool"]),
+        report_dir=report_dir,
+        env=env,
+        summary="",
+        pr=number,
+        client=api,
+        stream=stream,
+    )
 
 
 def _event(env: Mapping[str, str]) -> dict[str, Any]:

@@ -30,8 +30,10 @@ def client_from_env(env: Mapping[str, str], *, allow_job_token: bool = False) ->
         token = env["CI_JOB_TOKEN"]
         header = {"JOB-TOKEN": token}
     else:
-        raise ConfigError("CI_PERF_GITLAB_TOKEN is not set: store a project access token (api scope) "
-                          "as a masked CI/CD variable named CI_PERF_GITLAB_TOKEN")
+        raise ConfigError(
+            "CI_PERF_GITLAB_TOKEN is not set: store a project access token (api scope) "
+            "as a masked CI/CD variable named CI_PERF_GITLAB_TOKEN"
+        )
     base = env.get("CI_API_V4_URL") or "https://gitlab.com/api/v4"
     return ApiClient(base, {**header, "User-Agent": "ci-perf"}, secrets=[token])
 
@@ -57,19 +59,29 @@ def upsert_note(client: ApiClient, notes_path: str, marker: str, body: str) -> P
     return PublishStatus(True, "created", f"note {created.get('id')} created")
 
 
-def previous_note_body(env: Mapping[str, str], scenario: str, tool: str, *,
-                       client: ApiClient | None = None) -> str | None:
+def previous_note_body(
+    env: Mapping[str, str], scenario: str, tool: str, *, client: ApiClient | None = None
+) -> str | None:
     iid = env.get("CI_MERGE_REQUEST_IID")
     if not iid:
         return None
-    found = find_note(client or client_from_env(env, allow_job_token=True), _notes_path(env, iid),
-                      lookup_marker(scenario, tool))
+    found = find_note(
+        client or client_from_env(env, allow_job_token=True), _notes_path(env, iid), lookup_marker(scenario, tool)
+    )
     return str(found["body"]) if found else None
 
 
-def publish_gitlab(body: str, *, scenario: str, tool: str, report_dir: Path, env: Mapping[str, str],
-                   digest: str = "", client: ApiClient | None = None,
-                   stream: TextIO | None = None) -> PublishStatus:
+def publish_gitlab(
+    body: str,
+    *,
+    scenario: str,
+    tool: str,
+    report_dir: Path,
+    env: Mapping[str, str],
+    digest: str = "",
+    client: ApiClient | None = None,
+    stream: TextIO | None = None,
+) -> PublishStatus:
     """Create or edit the sticky MR note; outside a merge request pipeline only comment.md is written."""
     marker = comment_marker(scenario, tool)
     full = compose(body, marker, digest)
@@ -81,8 +93,10 @@ def publish_gitlab(body: str, *, scenario: str, tool: str, report_dir: Path, env
         return PublishStatus(False, "skipped", "not a merge request pipeline", files=files)
     if client is None and not any(env.get(v) for v in TOKEN_VARS):
         # No token must not fail a job whose gate passed: say so once, keep comment.md.
-        why = ("CI_PERF_GITLAB_TOKEN is not set: MR note skipped; store a project access token (api scope) "
-               "as a masked CI/CD variable named CI_PERF_GITLAB_TOKEN")
+        why = (
+            "CI_PERF_GITLAB_TOKEN is not set: MR note skipped; store a project access token (api scope) "
+            "as a masked CI/CD variable named CI_PERF_GITLAB_TOKEN"
+        )
         print(f"ci-perf: warning: {why}", file=stream or sys.stderr)
         return PublishStatus(False, "skipped", why, files=files)
     api = client or client_from_env(env)

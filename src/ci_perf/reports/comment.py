@@ -58,8 +58,12 @@ def _headline(outcome: Outcome) -> str:
 
 def _meta_line(outcome: Outcome) -> str:
     meta, total = outcome.result.meta, outcome.result.total
-    parts = [f"{meta.users} users", duration(meta.duration_s), f"{total.requests:,} requests",
-             f"{escape_md(meta.tool)} {escape_md(meta.tool_version)}"]
+    parts = [
+        f"{meta.users} users",
+        duration(meta.duration_s),
+        f"{total.requests:,} requests",
+        f"{escape_md(meta.tool)} {escape_md(meta.tool_version)}",
+    ]
     if meta.commit:
         parts.append(f"commit {escape_md(meta.commit[:12])}")
     comparison = outcome.comparison
@@ -71,15 +75,21 @@ def _meta_line(outcome: Outcome) -> str:
 
 
 def _links(links: Mapping[str, str]) -> str:
-    items = [f"[{escape_md(label)}]({url.replace(')', '%29').replace(' ', '%20')})"
-             for label, url in links.items()]
+    items = [f"[{escape_md(label)}]({url.replace(')', '%29').replace(' ', '%20')})" for label, url in links.items()]
     return "📄 " + " · ".join(items) if items else ""
 
 
 def _thresholds(outcome: Outcome, budget: int) -> str:
-    rows = [[check_metric(c), format_value(c.actual, c.unit), limit_text(c.target, c.unit, c.direction),
-             limit_text(c.critical, c.unit, c.direction), STATUS_ICON[c.status]]
-            for c in sorted(outcome.evaluation.checks, key=_check_order)]
+    rows = [
+        [
+            check_metric(c),
+            format_value(c.actual, c.unit),
+            limit_text(c.target, c.unit, c.direction),
+            limit_text(c.critical, c.unit, c.direction),
+            STATUS_ICON[c.status],
+        ]
+        for c in sorted(outcome.evaluation.checks, key=_check_order)
+    ]
     if not rows:
         return ""
     table = fit_table(("Check", "Actual", "Target", "Critical", "Status"), rows, budget - 20, MORE)
@@ -91,8 +101,14 @@ def _check_order(check: Any) -> int:
 
 
 def _delta_row(d: MetricDelta) -> list[str]:
-    return [escape_md(delta_endpoint(d.endpoint)), metric_label(d.metric), delta_value(d, d.baseline),
-            delta_value(d, d.current), delta_pct(d), CHANGE_ICON[d.change]]
+    return [
+        escape_md(delta_endpoint(d.endpoint)),
+        metric_label(d.metric),
+        delta_value(d, d.baseline),
+        delta_value(d, d.current),
+        delta_pct(d),
+        CHANGE_ICON[d.change],
+    ]
 
 
 _DELTA_HEADER = ("Endpoint", "Metric", "Baseline", "Current", "Δ", "Verdict")
@@ -104,13 +120,19 @@ def _compact(outcome: Outcome, budget: int) -> str:
     if comparison:
         total_key = outcome.result.total.key
         ordered = sorted(comparison.deltas, key=lambda d: (d.endpoint != total_key, _CHANGE_ORDER[d.change]))
-        picked = [d for d in ordered if d.metric in _COMPACT_METRICS
-                  and (d.endpoint == total_key or d.change in (Change.DEGRADED, Change.IMPROVED))]
+        picked = [
+            d
+            for d in ordered
+            if d.metric in _COMPACT_METRICS
+            and (d.endpoint == total_key or d.change in (Change.DEGRADED, Change.IMPROVED))
+        ]
         table = fit_table(_DELTA_HEADER, [_delta_row(d) for d in picked], budget - 40, MORE)
         return f"**Current vs baseline**\n\n{table}" if table else ""
     endpoints = [outcome.result.total, *sorted_endpoints(outcome.result.endpoints)[:10]]
-    rows = [[escape_md(endpoint_label(e)), ms(e.p50_ms), ms(e.p95_ms), ms(e.p99_ms), rps(e.rps),
-             pct(e.error_rate)] for e in endpoints]
+    rows = [
+        [escape_md(endpoint_label(e)), ms(e.p50_ms), ms(e.p95_ms), ms(e.p99_ms), rps(e.rps), pct(e.error_rate)]
+        for e in endpoints
+    ]
     table = fit_table(("Endpoint", "p50", "p95", "p99", "req/s", "Error rate"), rows, budget - 40, MORE)
     return f"**Results** (no baseline to compare with)\n\n{table}" if table else ""
 
@@ -140,14 +162,18 @@ def _series_chart(title: str, unit: str, windows: list[Window], value: Callable[
         return ""
     xs = ", ".join(f"{x:g}" for x, _ in points)
     ys = ", ".join(f"{y:.1f}" for _, y in points)
-    return (f'```mermaid\nxychart-beta\n    title "{title}"\n    x-axis "elapsed (s)" [{xs}]\n'
-            f'    y-axis "{unit}"\n    line [{ys}]\n```')
+    return (
+        f'```mermaid\nxychart-beta\n    title "{title}"\n    x-axis "elapsed (s)" [{xs}]\n'
+        f'    y-axis "{unit}"\n    line [{ys}]\n```'
+    )
 
 
 def _charts(outcome: Outcome, budget: int) -> str:
     windows = downsample(outcome.result.total.windows, 60)
-    charts = [_series_chart("p95 latency, all requests", "ms", windows, lambda w: w.p95_ms),
-              _series_chart("Throughput, all requests", "req/s", windows, lambda w: w.rps)]
+    charts = [
+        _series_chart("p95 latency, all requests", "ms", windows, lambda w: w.p95_ms),
+        _series_chart("Throughput, all requests", "req/s", windows, lambda w: w.rps),
+    ]
     body = "\n\n".join(c for c in charts if c)
     text = _details("Over time", body) if body else ""
     return text if len(text) <= budget else ""

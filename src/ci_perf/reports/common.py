@@ -24,9 +24,17 @@ CHANGE_ICON: dict[Change, str] = {
 }
 # Comparison metric names (compare.METRICS and EndpointStats attributes) -> label and unit.
 METRIC_LABEL: dict[str, tuple[str, str]] = {
-    "p50": ("p50", "ms"), "p90": ("p90", "ms"), "p95": ("p95", "ms"), "p99": ("p99", "ms"),
-    "p50_ms": ("p50", "ms"), "p90_ms": ("p90", "ms"), "p95_ms": ("p95", "ms"), "p99_ms": ("p99", "ms"),
-    "avg_ms": ("avg", "ms"), "max_ms": ("max", "ms"), "rps": ("req/s", "req/s"),
+    "p50": ("p50", "ms"),
+    "p90": ("p90", "ms"),
+    "p95": ("p95", "ms"),
+    "p99": ("p99", "ms"),
+    "p50_ms": ("p50", "ms"),
+    "p90_ms": ("p90", "ms"),
+    "p95_ms": ("p95", "ms"),
+    "p99_ms": ("p99", "ms"),
+    "avg_ms": ("avg", "ms"),
+    "max_ms": ("max", "ms"),
+    "rps": ("req/s", "req/s"),
     "error_rate": ("error rate", "%"),
 }
 
@@ -84,8 +92,10 @@ def headline_reason(outcome: Outcome, limit: int = 80) -> tuple[Status | str, st
     regressions = outcome.comparison.regressions if outcome.comparison else ()
     if failed:
         first = failed[0]
-        why = f"{shorten(first.name, limit)} {format_value(first.actual, first.unit)} " \
-              f"breaches critical {limit_text(first.critical, first.unit, first.direction)}"
+        why = (
+            f"{shorten(first.name, limit)} {format_value(first.actual, first.unit)} "
+            f"breaches critical {limit_text(first.critical, first.unit, first.direction)}"
+        )
         more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
         moved = f"; {len(regressions)} metric(s) regressed" if regressions else ""
         return Status.FAIL, why + more + moved

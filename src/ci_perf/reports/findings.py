@@ -50,10 +50,12 @@ def findings(outcome: Outcome) -> list[str]:
     failed, warned = _checks(outcome, Status.FAIL), _checks(outcome, Status.WARN)
     if failed:
         perf = f"Performance: {len(failed)} check(s) breached the critical level: " + "; ".join(
-            c.message for c in failed)
+            c.message for c in failed
+        )
     elif warned:
         perf = f"Performance: no critical breach; {len(warned)} check(s) missed the target: " + "; ".join(
-            c.message for c in warned)
+            c.message for c in warned
+        )
     else:
         perf = "Performance: all measured metrics within targets"
     items = [perf]
@@ -62,14 +64,20 @@ def findings(outcome: Outcome) -> list[str]:
         items.append("Slowest endpoints by p95: " + ", ".join(f"{e.key} ({ms(e.p95_ms)})" for e in slow))
     sources = error_sources(outcome)
     if sources:
-        items.append(f"Errors: {result.total.failures:,} of {result.total.requests:,} requests failed; main sources: "
-                     + "; ".join(f"{s.endpoint}: {s.error} ×{s.occurrences}" for s in sources))
+        items.append(
+            f"Errors: {result.total.failures:,} of {result.total.requests:,} requests failed; main sources: "
+            + "; ".join(f"{s.endpoint}: {s.error} ×{s.occurrences}" for s in sources)
+        )
     else:
         items.append(f"Errors: none in {result.total.requests:,} requests")
     if outcome.comparison and outcome.comparison.regressions:
-        items.append("Regressions vs baseline: " + ", ".join(
-            f"{delta_endpoint(d.endpoint)} {metric_label(d.metric)} {delta_pct(d)}"
-            for d in outcome.comparison.regressions))
+        items.append(
+            "Regressions vs baseline: "
+            + ", ".join(
+                f"{delta_endpoint(d.endpoint)} {metric_label(d.metric)} {delta_pct(d)}"
+                for d in outcome.comparison.regressions
+            )
+        )
     items += [f.text for f in scenario_findings(outcome)]
     items += system.summary_lines(outcome.system)
     items += _scale_out_lines(result.meta.labels)
@@ -81,11 +89,15 @@ def _scale_out_lines(labels: dict[str, str]) -> list[str]:
     out = []
     if labels.get("workers_lost", "0") != "0":
         ids = labels.get("workers_lost_ids", "")
-        out.append(f"Load generators: {labels['workers_lost']} of {labels.get('workers', '?')} Locust workers were "
-                   f"lost mid-run{f' ({ids})' if ids else ''}; totals miss their share after they died")
+        out.append(
+            f"Load generators: {labels['workers_lost']} of {labels.get('workers', '?')} Locust workers were "
+            f"lost mid-run{f' ({ids})' if ids else ''}; totals miss their share after they died"
+        )
     if labels.get("shards_missing"):
-        out.append(f"Load generators: shards {labels['shards_missing']} are missing from this merge; "
-                   "totals cover the other shards only")
+        out.append(
+            f"Load generators: shards {labels['shards_missing']} are missing from this merge; "
+            "totals cover the other shards only"
+        )
     return out
 
 
@@ -109,7 +121,7 @@ def _latency_creeps(outcome: Outcome) -> bool:
     third = len(ws) // 3
     if third < 2:
         return False
-    first = sorted(w.p95_ms or 0 for w in ws[1:third + 1])[third // 2]
+    first = sorted(w.p95_ms or 0 for w in ws[1 : third + 1])[third // 2]
     last = sorted(w.p95_ms or 0 for w in ws[-third:])[third // 2]
     return first > 0 and last > 1.5 * first
 
@@ -120,33 +132,45 @@ def recommendations(outcome: Outcome) -> list[str]:
     endpoints = outcome.result.endpoints
     slow_db = [e.key for e in endpoints if _DB_HEAVY.search(e.name) and e.p95_ms >= 100 and e.requests]
     if _breached(outcome, "Database") or _breached(outcome, "Server registration") or slow_db:
-        out.append("Database: look for slow queries and waiting connections (SELECT * FROM pg_stat_activity; "
-                   "EXPLAIN ANALYZE), add indexes for common filters, increase the connection pool"
-                   + (f" (slow: {', '.join(slow_db[:3])})" if slow_db else ""))
+        out.append(
+            "Database: look for slow queries and waiting connections (SELECT * FROM pg_stat_activity; "
+            "EXPLAIN ANALYZE), add indexes for common filters, increase the connection pool"
+            + (f" (slow: {', '.join(slow_db[:3])})" if slow_db else "")
+        )
     if _breached(outcome, "Policy evaluation"):
-        out.append("Policy engine (OPA): policy evaluation is above 50 ms; optimize policies, cache decisions, "
-                   "use OPA bundles, give OPA more resources")
+        out.append(
+            "Policy engine (OPA): policy evaluation is above 50 ms; optimize policies, cache decisions, "
+            "use OPA bundles, give OPA more resources"
+        )
     limited = _count(outcome, _RATE_LIMITED)
     if limited:
-        out.append(f"Rate limiting: {limited} requests were answered 429; raise the limit for load-test keys, "
-                   "or treat 429 as expected (rate_limit_test does); check Redis latency (redis-cli --latency)")
+        out.append(
+            f"Rate limiting: {limited} requests were answered 429; raise the limit for load-test keys, "
+            "or treat 429 as expected (rate_limit_test does); check Redis latency (redis-cli --latency)"
+        )
     if _all_slow(endpoints, 100):
-        out.append("Application: all endpoints are slow (p95 ≥ 100 ms); check API CPU and memory, increase "
-                   "workers (uvicorn --workers), add caching for frequently read data")
+        out.append(
+            "Application: all endpoints are slow (p95 ≥ 100 ms); check API CPU and memory, increase "
+            "workers (uvicorn --workers), add caching for frequently read data"
+        )
     server_errors = _count(outcome, _SERVER_ERROR)
     if server_errors:
         out.append(f"Server errors: {server_errors} 5xx answers; the target is none: read the API logs for them")
     if _count(outcome, _CONNECTION):
-        out.append("Connections: requests were refused, reset or timed out; check the API's worker and "
-                   "connection limits and the database pool (seed troubleshooting: pool exhausted)")
+        out.append(
+            "Connections: requests were refused, reset or timed out; check the API's worker and "
+            "connection limits and the database pool (seed troubleshooting: pool exhausted)"
+        )
     if _latency_creeps(outcome):
         out.append("Stability: p95 grows over the run; look for memory leaks and pool exhaustion (run soak_test)")
     regressed = sorted({d.endpoint for d in outcome.comparison.regressions}) if outcome.comparison else []
     if regressed:
-        out.append(f"Regression against the baseline in {', '.join(regressed[:3])}"
-                   + (f" and {len(regressed) - 3} more" if len(regressed) > 3 else "")
-                   + ": review what this change does on those endpoints' code paths before merging; "
-                   "do not save this run as the new baseline")
+        out.append(
+            f"Regression against the baseline in {', '.join(regressed[:3])}"
+            + (f" and {len(regressed) - 3} more" if len(regressed) > 3 else "")
+            + ": review what this change does on those endpoints' code paths before merging; "
+            "do not save this run as the new baseline"
+        )
     out += [f.advice for f in scenario_findings(outcome) if f.advice and f.status is not Status.PASS]
     out += system.advice(outcome.system)
     if not out:

@@ -27,8 +27,14 @@ def _num(value: float) -> float:
 
 
 def _trend(stats: EndpointStats) -> dict[str, float]:
-    return {"avg": _num(stats.avg_ms), "min": _num(stats.min_ms), "med": _num(stats.p50_ms),
-            "max": _num(stats.max_ms), "p(90)": _num(stats.p90_ms), "p(95)": _num(stats.p95_ms)}
+    return {
+        "avg": _num(stats.avg_ms),
+        "min": _num(stats.min_ms),
+        "med": _num(stats.p50_ms),
+        "max": _num(stats.max_ms),
+        "p(90)": _num(stats.p90_ms),
+        "p(95)": _num(stats.p95_ms),
+    }
 
 
 def load_performance(outcome: Outcome) -> dict[str, Any]:
@@ -38,8 +44,11 @@ def load_performance(outcome: Outcome) -> dict[str, Any]:
     return {
         "root_group": {"name": "", "path": "", "id": K6_ROOT_GROUP_ID, "groups": {}, "checks": {}},
         "metrics": {
-            "checks": {"passes": ok, "fails": total.failures,
-                       "value": _num(ok / total.requests) if total.requests else 0.0},
+            "checks": {
+                "passes": ok,
+                "fails": total.failures,
+                "value": _num(ok / total.requests) if total.requests else 0.0,
+            },
             "http_reqs": {"count": total.requests, "rate": _num(total.rps)},
             "http_req_duration": _trend(total),
             "http_req_waiting": _trend(total),
@@ -73,7 +82,7 @@ _ENDPOINT_FAMILIES: tuple[tuple[str, str, str], ...] = (
 
 def escape_label(value: str) -> str:
     """OpenMetrics label escaping, plus '#' which GitLab's parser would take for a comment."""
-    return (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("#", "%23"))
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("#", "%23")
 
 
 def _labels(**labels: str) -> str:
@@ -89,8 +98,11 @@ def _value(value: float) -> str:
 def _family(name: str, help_text: str, samples: list[tuple[str, float]]) -> list[str]:
     if not samples:
         return []
-    return [f"# HELP ci_perf_{name} {help_text}", f"# TYPE ci_perf_{name} gauge",
-            *(f"ci_perf_{name}{labels} {_value(v)}" for labels, v in samples)]
+    return [
+        f"# HELP ci_perf_{name} {help_text}",
+        f"# TYPE ci_perf_{name} gauge",
+        *(f"ci_perf_{name}{labels} {_value(v)}" for labels, v in samples),
+    ]
 
 
 def render_metrics(outcome: Outcome) -> str:
@@ -102,13 +114,18 @@ def render_metrics(outcome: Outcome) -> str:
     for family, attribute, help_text in _ENDPOINT_FAMILIES:
         samples = [(_labels(**base, endpoint=e.key), float(getattr(e, attribute))) for e in endpoints]
         lines += _family(family, help_text, samples)
-    checks = [(_labels(**base, check=c.name, scope=c.scope), float(_STATUS_VALUE[c.status]))
-              for c in outcome.evaluation.checks]
+    checks = [
+        (_labels(**base, check=c.name, scope=c.scope), float(_STATUS_VALUE[c.status]))
+        for c in outcome.evaluation.checks
+    ]
     lines += _family("threshold_status", "0 pass, 1 warn, 2 fail, -1 not measured", checks)
     avail = outcome.result.availability
     if avail and avail.probes:
         lines += _family("availability_ratio", "health probes answered", [(_labels(**base), avail.ratio)])
     if outcome.comparison:
-        lines += _family("regressions", "metrics degraded against the baseline",
-                         [(_labels(**base), float(len(outcome.comparison.regressions)))])
+        lines += _family(
+            "regressions",
+            "metrics degraded against the baseline",
+            [(_labels(**base), float(len(outcome.comparison.regressions)))],
+        )
     return "\n".join([*lines, "# EOF"]) + "\n"

@@ -45,10 +45,15 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Cell]], row_class: Seq
 
 
 def _meta(meta: RunMeta) -> str:
-    items = [("Date", meta.started_at or "unknown"), ("Scenario", meta.scenario),
-             ("Tool", f"{meta.tool} {meta.tool_version}"), ("Host", meta.host),
-             ("Users", f"{meta.users} concurrent"), ("Spawn rate", f"{meta.spawn_rate:g} users/second"),
-             ("Duration", duration(meta.duration_s))]
+    items = [
+        ("Date", meta.started_at or "unknown"),
+        ("Scenario", meta.scenario),
+        ("Tool", f"{meta.tool} {meta.tool_version}"),
+        ("Host", meta.host),
+        ("Users", f"{meta.users} concurrent"),
+        ("Spawn rate", f"{meta.spawn_rate:g} users/second"),
+        ("Duration", duration(meta.duration_s)),
+    ]
     if meta.commit or meta.ref:
         items.append(("Commit", f"{meta.commit} {meta.ref}".strip()))
     return '<dl class="meta">' + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items) + "</dl>"
@@ -57,19 +62,34 @@ def _meta(meta: RunMeta) -> str:
 def _thresholds(outcome: Outcome) -> str:
     rows = []
     for c in outcome.evaluation.checks:
-        rows.append([(c.name, "name"), (c.scope, "name"), (format_value(c.actual, c.unit), ""),
-                     (limit_text(c.target, c.unit, c.direction), ""),
-                     (limit_text(c.critical, c.unit, c.direction), ""),
-                     (STATUS_ICON[c.status], f"status-{c.status.value}")])
+        rows.append(
+            [
+                (c.name, "name"),
+                (c.scope, "name"),
+                (format_value(c.actual, c.unit), ""),
+                (limit_text(c.target, c.unit, c.direction), ""),
+                (limit_text(c.critical, c.unit, c.direction), ""),
+                (STATUS_ICON[c.status], f"status-{c.status.value}"),
+            ]
+        )
     if not rows:
         return "<p>No threshold checks.</p>"
     return _table(("Check", "Scope", "Actual", "Target", "Critical", "Status"), rows)
 
 
 def _endpoint_cells(e: EndpointStats) -> list[Cell]:
-    return [(endpoint_label(e), "name"), (f"{e.requests:,}", ""), (f"{e.failures:,}", ""),
-            (pct(e.error_rate), ""), (rps(e.rps), ""), (ms(e.p50_ms), ""), (ms(e.p90_ms), ""),
-            (ms(e.p95_ms), ""), (ms(e.p99_ms), ""), (ms(e.max_ms), "")]
+    return [
+        (endpoint_label(e), "name"),
+        (f"{e.requests:,}", ""),
+        (f"{e.failures:,}", ""),
+        (pct(e.error_rate), ""),
+        (rps(e.rps), ""),
+        (ms(e.p50_ms), ""),
+        (ms(e.p90_ms), ""),
+        (ms(e.p95_ms), ""),
+        (ms(e.p99_ms), ""),
+        (ms(e.max_ms), ""),
+    ]
 
 
 def _endpoints(outcome: Outcome) -> str:
@@ -80,19 +100,23 @@ def _endpoints(outcome: Outcome) -> str:
 
 
 def _errors(outcome: Outcome) -> str:
-    rows = [[(e.key, "name"), (x.error, "name"), (f"{x.occurrences:,}", "")]
-            for e in outcome.result.endpoints for x in e.errors]
+    rows = [
+        [(e.key, "name"), (x.error, "name"), (f"{x.occurrences:,}", "")]
+        for e in outcome.result.endpoints
+        for x in e.errors
+    ]
     if not rows:
-        rows = [[("All requests", "name"), (x.error, "name"), (f"{x.occurrences:,}", "")]
-                for x in outcome.result.total.errors]
+        rows = [
+            [("All requests", "name"), (x.error, "name"), (f"{x.occurrences:,}", "")]
+            for x in outcome.result.total.errors
+        ]
     if not rows:
         return "<p>No errors.</p>"
     rows.sort(key=lambda r: -int(r[2][0].replace(",", "")))
     return _table(("Endpoint", "Error", "Count"), rows)
 
 
-def _series(windows: Sequence[Window], label: str, color: str,
-            value: Callable[[Window], float | None]) -> Series:
+def _series(windows: Sequence[Window], label: str, color: str, value: Callable[[Window], float | None]) -> Series:
     points = [(w.start_s + w.length_s, v) for w in windows if (v := value(w)) is not None]
     return Series(label, color, points)
 
@@ -102,9 +126,15 @@ def _charts(total: EndpointStats) -> str:
     if not ws:
         return '<p class="note">No time series in this result.</p>'
     charts = [
-        line_chart("Response time", "ms", [_series(ws, "p50", "#0969da", lambda w: w.p50_ms),
-                                           _series(ws, "p95", "#9a6700", lambda w: w.p95_ms),
-                                           _series(ws, "p99", "#cf222e", lambda w: w.p99_ms)]),
+        line_chart(
+            "Response time",
+            "ms",
+            [
+                _series(ws, "p50", "#0969da", lambda w: w.p50_ms),
+                _series(ws, "p95", "#9a6700", lambda w: w.p95_ms),
+                _series(ws, "p99", "#cf222e", lambda w: w.p99_ms),
+            ],
+        ),
         line_chart("Throughput", "req/s", [_series(ws, "req/s", "#1a7f37", lambda w: w.rps)]),
         line_chart("Users", "users", [_series(ws, "users", "#8250df", lambda w: float(w.users))]),
         line_chart("Errors", "%", [_series(ws, "error rate", "#cf222e", lambda w: w.error_rate * 100)]),
@@ -118,19 +148,33 @@ def _system(outcome: Outcome) -> list[str]:
         return []
     ws = outcome.result.total.windows
     x_max = max((w.start_s + w.length_s for w in ws), default=None)
-    return ["<h2>System Under Test</h2>", system_report.render_charts(outcome.system, outcome.result.meta, x_max),
-            system_report.render_html_tables(outcome.system)]
+    return [
+        "<h2>System Under Test</h2>",
+        system_report.render_charts(outcome.system, outcome.result.meta, x_max),
+        system_report.render_html_tables(outcome.system),
+    ]
 
 
 def _comparison(comparison: Comparison) -> str:
     base = comparison.baseline
-    parts = [f"<p>Baseline: {escape(comparison.source)} — {escape(base.tool)} {escape(base.tool_version)}, "
-             f"{escape(run_date(base))}, commit {escape(base.commit or 'unknown')} {escape(base.ref)}</p>"]
+    parts = [
+        f"<p>Baseline: {escape(comparison.source)} — {escape(base.tool)} {escape(base.tool_version)}, "
+        f"{escape(run_date(base))}, commit {escape(base.commit or 'unknown')} {escape(base.ref)}</p>"
+    ]
     if comparison.warning:
         parts.append(f'<p class="warning">{escape(comparison.warning)}</p>')
-    rows = [[(delta_endpoint(d.endpoint), "name"), (metric_label(d.metric), ""),
-             (delta_value(d, d.baseline), ""), (delta_value(d, d.current), ""), (delta_pct(d), ""),
-             (CHANGE_ICON[d.change], f"change-{d.change.value}"), (d.note, "name")] for d in comparison.deltas]
+    rows = [
+        [
+            (delta_endpoint(d.endpoint), "name"),
+            (metric_label(d.metric), ""),
+            (delta_value(d, d.baseline), ""),
+            (delta_value(d, d.current), ""),
+            (delta_pct(d), ""),
+            (CHANGE_ICON[d.change], f"change-{d.change.value}"),
+            (d.note, "name"),
+        ]
+        for d in comparison.deltas
+    ]
     parts.append(_table(("Endpoint", "Metric", "Baseline", "Current", "Δ", "Verdict", "Note"), rows))
     parts.append(f'<p class="note">{escape(comparison.method)}</p>')
     return "".join(parts)
@@ -147,17 +191,23 @@ def render_html(outcome: Outcome) -> str:
     sections = [
         f"<h1>{escape(title)}</h1>",
         f'<div class="verdict {escape(str(verdict))}">{escape(str(verdict)).upper()}: {escape(why)}</div>',
-        "<h2>Test Configuration</h2>", _meta(meta),
-        "<h2>Thresholds</h2>", _thresholds(outcome),
-        "<h2>Over Time</h2>", _charts(outcome.result.total),
+        "<h2>Test Configuration</h2>",
+        _meta(meta),
+        "<h2>Thresholds</h2>",
+        _thresholds(outcome),
+        "<h2>Over Time</h2>",
+        _charts(outcome.result.total),
         *_system(outcome),
-        "<h2>Endpoints</h2>", _endpoints(outcome),
-        "<h2>Errors</h2>", _errors(outcome),
-        "<h2>Key Findings</h2>", _ordered(findings(outcome)),
-        "<h2>Recommendations</h2>", _ordered(recommendations(outcome)),
+        "<h2>Endpoints</h2>",
+        _endpoints(outcome),
+        "<h2>Errors</h2>",
+        _errors(outcome),
+        "<h2>Key Findings</h2>",
+        _ordered(findings(outcome)),
+        "<h2>Recommendations</h2>",
+        _ordered(recommendations(outcome)),
     ]
     if outcome.comparison:
         sections += ["<h2>Baseline Comparison</h2>", _comparison(outcome.comparison)]
     template = Template(resources.files("ci_perf.reports").joinpath("report.html").read_text(encoding="utf-8"))
     return template.substitute(title=escape(title), body="\n".join(sections))
-

@@ -40,9 +40,11 @@ def _check_case(check: CheckResult, classname: str) -> TestCase:
 def _delta_case(delta: MetricDelta, classname: str, fail_on_regression: bool) -> TestCase:
     where = delta_endpoint(delta.endpoint)
     name = f"baseline: {metric_label(delta.metric)} of {where}"
-    text = (f"{metric_label(delta.metric)} of {where}: {delta_value(delta, delta.baseline)} -> "
-            f"{delta_value(delta, delta.current)} ({delta_pct(delta)}), {delta.change.value}"
-            + (f"; {delta.note}" if delta.note else ""))
+    text = (
+        f"{metric_label(delta.metric)} of {where}: {delta_value(delta, delta.baseline)} -> "
+        f"{delta_value(delta, delta.current)} ({delta_pct(delta)}), {delta.change.value}"
+        + (f"; {delta.note}" if delta.note else "")
+    )
     case = TestCase(name, classname=classname, status=delta.change.value)
     if delta.change is Change.DEGRADED and fail_on_regression:
         case.add_failure_info(message=f"regression: {text}", output=text, failure_type="regression")
@@ -70,8 +72,12 @@ def render_junit(outcome: Outcome, fail_on_regression: bool = False) -> str:
     classname = f"ci-perf.{meta.scenario}.{meta.tool}"
     cases = [_check_case(c, classname) for c in outcome.evaluation.checks]
     properties = {
-        "scenario": meta.scenario, "tool": f"{meta.tool} {meta.tool_version}", "users": str(meta.users),
-        "duration": duration(meta.duration_s), "host": meta.host, "status": outcome.evaluation.status.value,
+        "scenario": meta.scenario,
+        "tool": f"{meta.tool} {meta.tool_version}",
+        "users": str(meta.users),
+        "duration": duration(meta.duration_s),
+        "host": meta.host,
+        "status": outcome.evaluation.status.value,
         "warnings": "; ".join(c.name for c in outcome.evaluation.checks if c.status is Status.WARN) or "none",
     }
     cases += [_finding_case(f, f"{classname}.findings") for f in scenario_findings(outcome)]
@@ -79,6 +85,7 @@ def render_junit(outcome: Outcome, fail_on_regression: bool = False) -> str:
         moved = [d for d in outcome.comparison.deltas if d.change in (Change.DEGRADED, Change.IMPROVED)]
         cases += [_delta_case(d, f"{classname}.baseline", fail_on_regression) for d in moved]
         properties["baseline"] = outcome.comparison.source
-    suite = TestSuite(f"ci-perf {meta.scenario} ({meta.tool})", cases, timestamp=meta.started_at or None,
-                      properties=properties)
+    suite = TestSuite(
+        f"ci-perf {meta.scenario} ({meta.tool})", cases, timestamp=meta.started_at or None, properties=properties
+    )
     return str(to_xml_report_string([suite], prettyprint=True))

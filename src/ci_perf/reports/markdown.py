@@ -41,9 +41,12 @@ def _configuration(meta: RunMeta) -> str:
 
 def _summary(checks: tuple[CheckResult, ...]) -> str:
     rows = [
-        [check_metric(c),
-         f"{limit_text(c.target, c.unit, c.direction)} (critical {limit_text(c.critical, c.unit, c.direction)})",
-         format_value(c.actual, c.unit), STATUS_ICON[c.status]]
+        [
+            check_metric(c),
+            f"{limit_text(c.target, c.unit, c.direction)} (critical {limit_text(c.critical, c.unit, c.direction)})",
+            format_value(c.actual, c.unit),
+            STATUS_ICON[c.status],
+        ]
         for c in checks
     ]
     table = md_table(("Metric", "Target", "Actual", "Status"), rows) if rows else "No threshold checks."
@@ -68,7 +71,14 @@ def render_report(outcome: Outcome) -> str:
     ]
     if outcome.comparison:
         parts.append(comparison_section(outcome.comparison))
-    parts.append("## Attachments\n\n" + "\n".join([
-        f"- [HTML report](./{REPORT_HTML})", f"- [Results (JSON)](./{RESULTS_JSON})",
-        f"- [JUnit XML](./{JUNIT_XML})"]))
+    parts.append(
+        "## Attachments\n\n"
+        + "\n".join(
+            [
+                f"- [HTML report](./{REPORT_HTML})",
+                f"- [Results (JSON)](./{RESULTS_JSON})",
+                f"- [JUnit XML](./{JUNIT_XML})",
+            ]
+        )
+    )
     return "\n\n".join(parts) + "\n"

@@ -19,8 +19,7 @@ from ci_perf.reports.common import (
     sorted_endpoints,
 )
 
-ENDPOINT_HEADER = ("Endpoint", "Requests", "Failures", "Error rate", "req/s", "p50", "p90", "p95", "p99",
-                   "max")
+ENDPOINT_HEADER = ("Endpoint", "Requests", "Failures", "Error rate", "req/s", "p50", "p90", "p95", "p99", "max")
 
 
 def check_metric(check: CheckResult) -> str:
@@ -31,8 +30,18 @@ def check_metric(check: CheckResult) -> str:
 
 def endpoint_row(e: EndpointStats, bold: bool = False) -> list[str]:
     name = escape_md(endpoint_label(e))
-    return [f"**{name}**" if bold else name, f"{e.requests:,}", f"{e.failures:,}", pct(e.error_rate), rps(e.rps),
-            ms(e.p50_ms), ms(e.p90_ms), ms(e.p95_ms), ms(e.p99_ms), ms(e.max_ms)]
+    return [
+        f"**{name}**" if bold else name,
+        f"{e.requests:,}",
+        f"{e.failures:,}",
+        pct(e.error_rate),
+        rps(e.rps),
+        ms(e.p50_ms),
+        ms(e.p90_ms),
+        ms(e.p95_ms),
+        ms(e.p99_ms),
+        ms(e.max_ms),
+    ]
 
 
 def endpoint_rows(outcome: Outcome) -> list[list[str]]:
@@ -45,16 +54,31 @@ def comparison_section(comparison: Comparison, heading: str = "## Baseline Compa
     base = comparison.baseline
     counts = {c: sum(d.change is c for d in comparison.deltas) for c in CHANGE_ICON}
     lines = [
-        heading, "",
+        heading,
+        "",
         f"Baseline: {escape_md(comparison.source)} — {escape_md(base.tool)} {escape_md(base.tool_version)}, "
         f"{run_date(base)}, commit {escape_md(base.commit[:12] or 'unknown')} {escape_md(base.ref)}".rstrip(),
-        "", "Verdicts: " + ", ".join(f"{CHANGE_ICON[c]} {n}" for c, n in counts.items()),
+        "",
+        "Verdicts: " + ", ".join(f"{CHANGE_ICON[c]} {n}" for c, n in counts.items()),
     ]
     if comparison.warning:
         lines += ["", f"> ⚠️ {escape_md(comparison.warning)}"]
-    rows = [[escape_md(delta_endpoint(d.endpoint)), metric_label(d.metric), delta_value(d, d.baseline),
-             delta_value(d, d.current), delta_pct(d), CHANGE_ICON[d.change], escape_md(d.note)]
-            for d in comparison.deltas]
-    lines += ["", md_table(("Endpoint", "Metric", "Baseline", "Current", "Δ", "Verdict", "Note"), rows),
-              "", f"Method: {escape_md(comparison.method)}"]
+    rows = [
+        [
+            escape_md(delta_endpoint(d.endpoint)),
+            metric_label(d.metric),
+            delta_value(d, d.baseline),
+            delta_value(d, d.current),
+            delta_pct(d),
+            CHANGE_ICON[d.change],
+            escape_md(d.note),
+        ]
+        for d in comparison.deltas
+    ]
+    lines += [
+        "",
+        md_table(("Endpoint", "Metric", "Baseline", "Current", "Δ", "Verdict", "Note"), rows),
+        "",
+        f"Method: {escape_md(comparison.method)}",
+    ]
     return "\n".join(lines)

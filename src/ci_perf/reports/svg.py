@@ -36,12 +36,15 @@ def _axes(x_max: float, y_max: float, unit: str) -> list[str]:
     for i in range(5):
         y = TOP + plot_h - plot_h * i / 4
         out.append(f'<line class="grid" x1="{LEFT}" y1="{_num(y)}" x2="{WIDTH - RIGHT}" y2="{_num(y)}"/>')
-        out.append(f'<text class="tick" x="{LEFT - 6}" y="{_num(y + 4)}" text-anchor="end">'
-                   f"{_num(y_max * i / 4)}</text>")
+        out.append(
+            f'<text class="tick" x="{LEFT - 6}" y="{_num(y + 4)}" text-anchor="end">{_num(y_max * i / 4)}</text>'
+        )
     for i in range(5):
         x = LEFT + plot_w * i / 4
-        out.append(f'<text class="tick" x="{_num(x)}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">'
-                   f"{_num(x_max * i / 4)}s</text>")
+        out.append(
+            f'<text class="tick" x="{_num(x)}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">'
+            f"{_num(x_max * i / 4)}s</text>"
+        )
     out.append(f'<text class="tick" x="{LEFT}" y="{TOP - 8}">{escape(unit)}</text>')
     return out
 
@@ -57,15 +60,20 @@ def line_chart(title: str, unit: str, series: Sequence[Series], x_max: float | N
     x_max = x_max or max(x for s in drawn for x, _ in s.points) or 1.0
     y_max = nice_max(max(y for s in drawn for _, y in s.points))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">',
-             f'<text class="title" x="{WIDTH / 2:g}" y="16" text-anchor="middle">{escape(title)}</text>',
-             *_axes(x_max, y_max, unit)]
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">',
+        f'<text class="title" x="{WIDTH / 2:g}" y="16" text-anchor="middle">{escape(title)}</text>',
+        *_axes(x_max, y_max, unit),
+    ]
     for i, s in enumerate(drawn):
-        coords = " ".join(f"{_num(LEFT + plot_w * x / x_max)},{_num(TOP + plot_h - plot_h * y / y_max)}"
-                          for x, y in s.points)
+        coords = " ".join(
+            f"{_num(LEFT + plot_w * x / x_max)},{_num(TOP + plot_h - plot_h * y / y_max)}" for x, y in s.points
+        )
         parts.append(f'<polyline fill="none" stroke="{s.color}" stroke-width="2" points="{coords}"/>')
         lx = LEFT + i * 120
-        parts.append(f'<rect x="{lx}" y="{HEIGHT - 14}" width="10" height="10" fill="{s.color}"/>'
-                     f'<text class="legend" x="{lx + 14}" y="{HEIGHT - 5}">{escape(s.label)}</text>')
+        parts.append(
+            f'<rect x="{lx}" y="{HEIGHT - 14}" width="10" height="10" fill="{s.color}"/>'
+            f'<text class="legend" x="{lx + 14}" y="{HEIGHT - 5}">{escape(s.label)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)

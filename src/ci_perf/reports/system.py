@@ -27,8 +27,14 @@ def service_row(s: ServiceSeries) -> list[str]:
     cpu, mem = [c for _, c in s.cpu()], [m for _, m in s.rss()]
     if not cpu and not mem:
         return [s.service, "—", "—", "—", "—", s.note or "not measured"]
-    return [s.service, _num(sum(cpu) / len(cpu), "%") if cpu else "—", _num(max(cpu, default=None), "%"),
-            f"{mem[0]:,.1f} → {mem[-1]:,.1f} MB" if mem else "—", _num(max(mem, default=None), "MB"), s.note]
+    return [
+        s.service,
+        _num(sum(cpu) / len(cpu), "%") if cpu else "—",
+        _num(max(cpu, default=None), "%"),
+        f"{mem[0]:,.1f} → {mem[-1]:,.1f} MB" if mem else "—",
+        _num(max(mem, default=None), "MB"),
+        s.note,
+    ]
 
 
 def database_lines(db: DatabaseMetrics | None) -> list[str]:
@@ -73,8 +79,11 @@ def summary_lines(system: SystemMetrics | None) -> list[str]:
     for s in system.services:
         cpu, mem = [c for _, c in s.cpu()], [m for _, m in s.rss()]
         if cpu or mem:
-            parts.append(f"{s.service} CPU peak {max(cpu, default=0):.0f}%, memory "
-                         f"{mem[0]:.0f} → {mem[-1]:.0f} MB" if mem else f"{s.service} CPU peak {max(cpu):.0f}%")
+            parts.append(
+                f"{s.service} CPU peak {max(cpu, default=0):.0f}%, memory {mem[0]:.0f} → {mem[-1]:.0f} MB"
+                if mem
+                else f"{s.service} CPU peak {max(cpu):.0f}%"
+            )
         else:
             parts.append(f"{s.service} {s.note or 'not measured'}")
     lines = ["Resources: " + "; ".join(parts)] if parts else []
@@ -88,12 +97,16 @@ def advice(system: SystemMetrics | None) -> list[str]:
     out = []
     busy = [s.service for s in system.services if max((c for _, c in s.cpu()), default=0) >= HIGH_CPU_PCT]
     if busy:
-        out.append(f"CPU: {', '.join(busy)} reached {HIGH_CPU_PCT:.0f}% of a core or more; profile the hot paths "
-                   "(py-spy), add workers or replicas, cache frequently read data")
+        out.append(
+            f"CPU: {', '.join(busy)} reached {HIGH_CPU_PCT:.0f}% of a core or more; profile the hot paths "
+            "(py-spy), add workers or replicas, cache frequently read data"
+        )
     db = system.database
     if db and db.statements and db.statements[0].mean_ms >= 20:
-        out.append(f"Database: the slowest statement takes {db.statements[0].mean_ms:.0f} ms on average "
-                   f"({db.statements[0].query[:60]}…); EXPLAIN ANALYZE it and index its filters")
+        out.append(
+            f"Database: the slowest statement takes {db.statements[0].mean_ms:.0f} ms on average "
+            f"({db.statements[0].query[:60]}…); EXPLAIN ANALYZE it and index its filters"
+        )
     return out
 
 
@@ -102,14 +115,19 @@ def render_markdown(system: SystemMetrics | None) -> str:
         return ""
     header = ("Service", "CPU mean", "CPU peak", "Memory start → end", "Memory peak", "Note")
     rows = [[escape_md(c) for c in service_row(s)] for s in system.services]
-    parts = ["## System Under Test", md_table(header, rows) if rows else "No service was observed.",
-             "\n".join(f"- {escape_md(line)}" for line in database_lines(system.database) + redis_lines(system.redis))]
+    parts = [
+        "## System Under Test",
+        md_table(header, rows) if rows else "No service was observed.",
+        "\n".join(f"- {escape_md(line)}" for line in database_lines(system.database) + redis_lines(system.redis)),
+    ]
     db = system.database
     if db and db.statements:
         stmt_rows = [[escape_md(s.query[:80]), f"{s.calls:,}", f"{s.mean_ms:.2f} ms",
                       _num(s.p95_ms, "ms", 2), f"{s.total_ms:,.0f} ms"] for s in db.statements[:5]]  # fmt: skip
-        parts.append("Slowest statements (pg_stat_statements, mean; ≈p95 = mean + 1.645 σ):\n\n"
-                     + md_table(("Statement", "Calls", "Mean", "≈p95", "Total"), stmt_rows))
+        parts.append(
+            "Slowest statements (pg_stat_statements, mean; ≈p95 = mean + 1.645 σ):\n\n"
+            + md_table(("Statement", "Calls", "Mean", "≈p95", "Total"), stmt_rows)
+        )
     return "\n\n".join(parts)
 
 
@@ -136,8 +154,10 @@ def render_charts(system: SystemMetrics | None, meta: RunMeta, x_max: float | No
     colors = {s.service: COLORS.get(s.service, OTHER_COLORS[i % 3]) for i, s in enumerate(system.services)}
     cpu = [Series(s.service, colors[s.service], _shifted(s.cpu(), shift)) for s in system.services]
     mem = [Series(s.service, colors[s.service], _shifted(s.rss(), shift)) for s in system.services]
-    charts = [line_chart("CPU per service", "% of a core", cpu, x_max),
-              line_chart("Memory per service (anonymous RSS)", "MB", mem, x_max)]
+    charts = [
+        line_chart("CPU per service", "% of a core", cpu, x_max),
+        line_chart("Memory per service (anonymous RSS)", "MB", mem, x_max),
+    ]
     if system.database and system.database.connections:
         conns = [(c.t_s, float(c.total)) for c in system.database.connections]
         active = [(c.t_s, float(c.by_state.get("active", 0))) for c in system.database.connections]
@@ -156,7 +176,11 @@ def render_html_tables(system: SystemMetrics | None) -> str:
     header = ("Service", "CPU mean", "CPU peak", "Memory start → end", "Memory peak", "Note")
     names = {0, len(header) - 1}  # text columns align left, as in the report's other tables
     head = "".join(f'<th class="{"name" if i in names else ""}">{escape(h)}</th>' for i, h in enumerate(header))
-    body = "".join("<tr>" + "".join(f'<td class="{"name" if i in names else ""}">{escape(c)}</td>'
-                                    for i, c in enumerate(service_row(s))) + "</tr>" for s in system.services)
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="{"name" if i in names else ""}">{escape(c)}</td>' for i, c in enumerate(service_row(s)))
+        + "</tr>"
+        for s in system.services
+    )
     items = "".join(f"<li>{escape(line)}</li>" for line in database_lines(system.database) + redis_lines(system.redis))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table><ul>{items}</ul>"

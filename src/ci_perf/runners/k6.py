@@ -90,12 +90,20 @@ def build_argv(exe: str, spec: RunSpec, files: dict[str, Path], port: int) -> li
     script = spec.script or SCRIPT
     out = ["--out", f"json={files['k6_ndjson']}"] if wants_histogram(spec) else []
     return [
-        exe, "run", "--no-usage-report", "--no-color",
-        "--address", f"127.0.0.1:{port}",
-        "--summary-export", str(files["k6_summary_export"]),
-        "--summary-trend-stats", TREND_STATS,
-        *segment_args(spec.shard), *out,
-        *spec.extra_args, str(script),
+        exe,
+        "run",
+        "--no-usage-report",
+        "--no-color",
+        "--address",
+        f"127.0.0.1:{port}",
+        "--summary-export",
+        str(files["k6_summary_export"]),
+        "--summary-trend-stats",
+        TREND_STATS,
+        *segment_args(spec.shard),
+        *out,
+        *spec.extra_args,
+        str(script),
     ]
 
 
@@ -123,7 +131,12 @@ def _start(argv: list[str], env: dict[str, str], out: IO[bytes], err: IO[bytes])
     try:
         # Own session: a terminal's Ctrl-C reaches only us, and we stop k6 once, gracefully.
         return subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     except OSError as exc:
@@ -159,9 +172,13 @@ def sample_progress(port: int, elapsed_s: float, total_s: float, last: tuple[flo
         requests, p95, failed = 0, None, 0.0
     span = elapsed_s - last[0]
     return Progress(
-        elapsed_s=elapsed_s, total_s=total_s, users=vus,
+        elapsed_s=elapsed_s,
+        total_s=total_s,
+        users=vus,
         rps=(requests - last[1]) / span if span > 0 else 0.0,
-        p95_ms=p95, requests=requests, failures=round(failed * requests),
+        p95_ms=p95,
+        requests=requests,
+        failures=round(failed * requests),
     )
 
 

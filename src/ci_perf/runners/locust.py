@@ -92,9 +92,19 @@ def processes(spec: RunSpec) -> int:
 
 def build_argv(exe: str, spec: RunSpec, files: dict[str, Path], master_port: int = 0) -> list[str]:
     argv = [
-        exe, "-f", locustfiles(spec), "--headless", "--host", spec.host, "--only-summary",
-        "--json-file", str(files["locust_json"].with_suffix("")),
-        "--csv", str(spec.raw_dir / "locust"), "--html", str(files["html"]),
+        exe,
+        "-f",
+        locustfiles(spec),
+        "--headless",
+        "--host",
+        spec.host,
+        "--only-summary",
+        "--json-file",
+        str(files["locust_json"].with_suffix("")),
+        "--csv",
+        str(spec.raw_dir / "locust"),
+        "--html",
+        str(files["html"]),
     ]
     if not staged(spec):
         s = spec.scenario
@@ -102,8 +112,16 @@ def build_argv(exe: str, spec: RunSpec, files: dict[str, Path], master_port: int
     if (n := processes(spec)) > 1:
         # Forked workers find their master on Locust's default port 5557 unless told otherwise: two runs
         # on one machine (parallel CI jobs, test suites) would then share workers, auth and all.
-        argv += ["--processes", str(n), "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
-                 "--master-port", str(master_port)]
+        argv += [
+            "--processes",
+            str(n),
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(master_port),
+            "--master-port",
+            str(master_port),
+        ]
     return argv + locust_dist.master_args(spec, master_port) + list(spec.extra_args)
 
 
@@ -112,17 +130,19 @@ def build_env(spec: RunSpec, files: dict[str, Path], base: dict[str, str] | None
     # The plugin imports ci_perf: make it importable even for a `locust` from another environment.
     root = str(Path(ci_perf.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    env.update({
-        "PYTHONUNBUFFERED": "1",
-        "CI_PERF_SCENARIO": spec.scenario.to_json(),
-        "CI_PERF_AUTH": spec.auth.to_json(),
-        "CI_PERF_WINDOW_S": f"{spec.window_s:g}",
-        "CI_PERF_WINDOWS_FILE": str(files["windows"]),
-        "CI_PERF_PROGRESS_S": f"{spec.progress_every_s:g}",
-        "CI_PERF_TOTAL_S": str(spec.scenario.duration_s),
-        # Workers number their users apart by index: user n of worker i is n * workers + i (C5).
-        "CI_PERF_LOCUST_WORKERS": str(max(processes(spec), spec.workers, spec.expect_workers, 1)),
-    })
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "CI_PERF_SCENARIO": spec.scenario.to_json(),
+            "CI_PERF_AUTH": spec.auth.to_json(),
+            "CI_PERF_WINDOW_S": f"{spec.window_s:g}",
+            "CI_PERF_WINDOWS_FILE": str(files["windows"]),
+            "CI_PERF_PROGRESS_S": f"{spec.progress_every_s:g}",
+            "CI_PERF_TOTAL_S": str(spec.scenario.duration_s),
+            # Workers number their users apart by index: user n of worker i is n * workers + i (C5).
+            "CI_PERF_LOCUST_WORKERS": str(max(processes(spec), spec.workers, spec.expect_workers, 1)),
+        }
+    )
     return env
 
 
@@ -131,14 +151,17 @@ def parse_progress(line: str) -> Progress | None:
     if not m:
         return None
     return Progress(
-        elapsed_s=float(m["elapsed"]), total_s=float(m["total"]), users=int(m["users"]),
-        rps=float(m["rps"]), p95_ms=float(m["p95"]) if m["p95"] else None,
-        requests=int(m["requests"]), failures=int(m["failures"]),
+        elapsed_s=float(m["elapsed"]),
+        total_s=float(m["total"]),
+        users=int(m["users"]),
+        rps=float(m["rps"]),
+        p95_ms=float(m["p95"]) if m["p95"] else None,
+        requests=int(m["requests"]),
+        failures=int(m["failures"]),
     )
 
 
-def _pump(stream: IO[str], log: Path, secrets: list[str], sink: queue.Queue[Progress] | None,
-          tail: deque[str]) -> None:
+def _pump(stream: IO[str], log: Path, secrets: list[str], sink: queue.Queue[Progress] | None, tail: deque[str]) -> None:
     """Copy one pipe to its log file (secrets masked), keeping a tail and spotting progress lines."""
     with log.open("w", encoding="utf-8") as out:
         for line in stream:
@@ -184,12 +207,21 @@ def _supervise(argv: list[str], env: dict[str, str], spec: RunSpec, files: dict[
     progress: queue.Queue[Progress] = queue.Queue()
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     with _sigterm_as_exit():
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                errors="replace", bufsize=1, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            start_new_session=True,
+        )
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [
-            threading.Thread(target=_pump, args=(proc.stdout, files["stdout"], secrets, progress, deque()),
-                             daemon=True),
+            threading.Thread(
+                target=_pump, args=(proc.stdout, files["stdout"], secrets, progress, deque()), daemon=True
+            ),
             threading.Thread(target=_pump, args=(proc.stderr, files["stderr"], secrets, None, tail), daemon=True),
         ]
         for t in pumps:
@@ -240,8 +272,11 @@ def run_locust(spec: RunSpec) -> RunArtifacts:
     port = free_port() if spec.workers or processes(spec) > 1 else spec.master_port
     env = build_env(spec, files)
     if spec.expect_workers:
-        print(f"ci-perf: Locust master waiting for {spec.expect_workers} worker(s) on port {port}: "
-              f"ci-perf worker --master-host <this host> --master-port {port}", flush=True)
+        print(
+            f"ci-perf: Locust master waiting for {spec.expect_workers} worker(s) on port {port}: "
+            f"ci-perf worker --master-host <this host> --master-port {port}",
+            flush=True,
+        )
     worker = locust_dist.worker_argv(exe, locustfiles(spec), "127.0.0.1", port)
     with locust_dist.local_workers(worker, env, spec.raw_dir, spec.workers):
         code, tail = _supervise(build_argv(exe, spec, files, port), env, spec, files)

@@ -33,8 +33,17 @@ def check_spec(spec: RunSpec) -> None:
 def master_args(spec: RunSpec, port: int) -> list[str]:
     """Locust master flags; empty when the run is not distributed."""
     if spec.workers:
-        return ["--master", "--expect-workers", str(spec.workers), "--master-bind-host", "127.0.0.1",
-                "--master-bind-port", str(port), "--expect-workers-max-wait", str(MASTER_WAIT_S)]
+        return [
+            "--master",
+            "--expect-workers",
+            str(spec.workers),
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(port),
+            "--expect-workers-max-wait",
+            str(MASTER_WAIT_S),
+        ]
     if spec.expect_workers:
         return ["--master", "--expect-workers", str(spec.expect_workers), "--master-bind-port", str(port)]
     return []
@@ -47,8 +56,15 @@ def worker_argv(exe: str, locustfiles: str, master_host: str, master_port: int) 
 def start_worker(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
     """One worker in its own process group, stdout and stderr to its log file."""
     with log.open("w", encoding="utf-8") as out:
-        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
 
 @contextlib.contextmanager

@@ -32,8 +32,14 @@ class Verdict:
     decision: str | None = None  # a 2xx policy answer's decision (allow / deny / other), right or not
 
 
-def judge(status: int, text: str, payload: dict[str, Any], expected_statuses: frozenset[int],
-          expect_decision: str | None = None, connection_error: str = "") -> Verdict:
+def judge(
+    status: int,
+    text: str,
+    payload: dict[str, Any],
+    expected_statuses: frozenset[int],
+    expect_decision: str | None = None,
+    connection_error: str = "",
+) -> Verdict:
     if status in expected_statuses:
         return Verdict()
     if not status:

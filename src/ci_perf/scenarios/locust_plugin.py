@@ -74,8 +74,14 @@ S = _State
 
 
 def _on_request(
-    request_type: str, name: str, response_time: float | None, response_length: int,
-    exception: BaseException | None = None, response: Any = None, context: Any = None, **_: Any,
+    request_type: str,
+    name: str,
+    response_time: float | None,
+    response_length: int,
+    exception: BaseException | None = None,
+    response: Any = None,
+    context: Any = None,
+    **_: Any,
 ) -> None:
     # Hot path: one dict lookup and a few increments per request.
     t0 = S.t0
@@ -108,8 +114,22 @@ def _on_request(
 
 def drain() -> list[list[Any]]:
     """This process's windows as plain lists (msgpack- and JSON-safe); empties them."""
-    out = [[idx, method, name, b[0], b[1], sorted(b[2].items()), b[3], b[OK_SUM], b[OK_MIN], b[OK_MAX],
-            sorted(b[DECISIONS].items())] for (idx, method, name), b in S.buckets.items()]
+    out = [
+        [
+            idx,
+            method,
+            name,
+            b[0],
+            b[1],
+            sorted(b[2].items()),
+            b[3],
+            b[OK_SUM],
+            b[OK_MIN],
+            b[OK_MAX],
+            sorted(b[DECISIONS].items()),
+        ]
+        for (idx, method, name), b in S.buckets.items()
+    ]
     S.buckets = {}
     return out
 
@@ -245,8 +265,19 @@ def windows_document() -> dict[str, Any]:
         "stopped_at": S.stopped_at,
         "users": sorted(S.users.items()),
         "windows": [
-            {"index": i, "method": m, "name": n, "requests": r, "failures": f, "response_times": h, "limited": lim,
-             "ok_sum_ms": total, "ok_min_ms": low, "ok_max_ms": high, "decisions": dict(dec)}
+            {
+                "index": i,
+                "method": m,
+                "name": n,
+                "requests": r,
+                "failures": f,
+                "response_times": h,
+                "limited": lim,
+                "ok_sum_ms": total,
+                "ok_min_ms": low,
+                "ok_max_ms": high,
+                "decisions": dict(dec),
+            }
             for i, m, n, r, f, h, lim, total, low, high, dec in rows
         ],
         "errors": [

@@ -74,10 +74,21 @@ SERVER: dict[str, Any] = SCENARIO["server"]
 MAX_IDS = 200  # ids a user remembers for reads; bounded so long soaks don't grow memory
 THINK = tuple(float(x) for x in SCENARIO.get("think_time_s", (0.1, 0.5)))
 # The registration a read falls back on when the user has none yet (scenarios without register_server).
-FALLBACK_REGISTER = {"method": "POST", "path": "/api/v1/servers/", "name": REGISTER_NAME, "status": 201,
-                     "keys": ["server_id", "status"], "tools": 3}
-READ_BACK = {"method": "GET", "path": "/api/v1/servers/{id}", "name": READ_NAME, "status": 200,
-             "keys": ["id", "name", "status"]}
+FALLBACK_REGISTER = {
+    "method": "POST",
+    "path": "/api/v1/servers/",
+    "name": REGISTER_NAME,
+    "status": 201,
+    "keys": ["server_id", "status"],
+    "tools": 3,
+}
+READ_BACK = {
+    "method": "GET",
+    "path": "/api/v1/servers/{id}",
+    "name": READ_NAME,
+    "status": 200,
+    "keys": ["id", "name", "status"],
+}
 
 
 def _fill(value: Any, uid: str) -> Any:
@@ -94,12 +105,17 @@ def server_body(n_tools: int, owner_id: str) -> dict[str, Any]:
     """A registration from the table's template (catalog.SERVER), as k6_script.js builds it."""
     tools = SERVER["tools"]
     body: dict[str, Any] = _fill(SERVER["template"], uuid.uuid4().hex[:12])
-    body["tools"] = [{**tools[i % len(tools)],
-                      "name": tools[i % len(tools)]["name"] + (f"_{i}" if i >= len(tools) else "")}
-                     for i in range(n_tools)]
+    body["tools"] = [
+        {**tools[i % len(tools)], "name": tools[i % len(tools)]["name"] + (f"_{i}" if i >= len(tools) else "")}
+        for i in range(n_tools)
+    ]
     body["sensitivity_level"] = random.choice(SERVER["sensitivity"])
-    body["metadata"] = {"tags": random.choice(SERVER["tags"]), "team_id": SERVER["team_id"], "owner_id": owner_id,
-                        "source": "ci-perf"}
+    body["metadata"] = {
+        "tags": random.choice(SERVER["tags"]),
+        "team_id": SERVER["team_id"],
+        "owner_id": owner_id,
+        "source": "ci-perf",
+    }
     return body
 
 
@@ -140,17 +156,26 @@ class SarkUser(FastHttpUser):
             return base
         return {**base, "Authorization": f"Bearer {self.identity.token()}"}
 
-    def send(self, spec: dict[str, Any], *, path: str | None = None, query: dict[str, str] | None = None,
-             body: dict[str, Any] | None = None, expect: str | None = None,
-             check: Callable[[dict[str, Any]], str] | None = None) -> dict[str, Any] | None:
+    def send(
+        self,
+        spec: dict[str, Any],
+        *,
+        path: str | None = None,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        expect: str | None = None,
+        check: Callable[[dict[str, Any]], str] | None = None,
+    ) -> dict[str, Any] | None:
         """One request of the table, judged; the JSON body of a right answer, else None."""
         write = spec["method"] == "POST"
         url = (path or spec["path"]) + (f"?{urlencode(query)}" if query else "")
-        with self.client.request(spec["method"], url, json=body, headers=self.headers(write), name=spec["name"],
-                                 catch_response=True) as resp:
+        with self.client.request(
+            spec["method"], url, json=body, headers=self.headers(write), name=spec["name"], catch_response=True
+        ) as resp:
             error = getattr(resp, "error", None)
-            verdict = judge(resp.status_code, resp.text or "", spec, EXPECTED, expect,
-                            type(error).__name__ if error else "")
+            verdict = judge(
+                resp.status_code, resp.text or "", spec, EXPECTED, expect, type(error).__name__ if error else ""
+            )
             if verdict.decision is not None:
                 resp.request_meta["context"]["decision"] = verdict.decision  # the plugin counts it
             failure = verdict.failure or (check(verdict.body) if check and verdict.body is not None else "")
@@ -168,8 +193,11 @@ class SarkUser(FastHttpUser):
         self.my_ids.append(sid)
         del self.my_ids[:-MAX_IDS]
         if spec.get("read_back"):
-            self.send(READ_BACK, path=f"/api/v1/servers/{sid}",
-                      check=lambda b: "" if str(b.get("id")) == sid else "wrong answer: id mismatch")
+            self.send(
+                READ_BACK,
+                path=f"/api/v1/servers/{sid}",
+                check=lambda b: "" if str(b.get("id")) == sid else "wrong answer: id mismatch",
+            )
         return sid
 
     def some_id(self) -> str | None:
@@ -181,9 +209,17 @@ class SarkUser(FastHttpUser):
         if spec["policies"]:
             policy = random.choice(spec["policies"])
             sid = self.my_ids[-1] if policy["on_server"] and self.my_ids else None
-            self.send(spec, expect=policy["expect"],
-                      body={"user_id": self.identity.user_id, "action": policy["action"], "tool": policy["tool"],
-                            "server_id": sid, "parameters": policy["parameters"]})
+            self.send(
+                spec,
+                expect=policy["expect"],
+                body={
+                    "user_id": self.identity.user_id,
+                    "action": policy["action"],
+                    "tool": policy["tool"],
+                    "server_id": sid,
+                    "parameters": policy["parameters"],
+                },
+            )
         elif spec["method"] == "POST":
             self.register(spec)
         elif "{id}" in spec["path"]:
@@ -193,8 +229,9 @@ class SarkUser(FastHttpUser):
         else:
             page = self.send(spec, query=query_for(spec, self.cursors.get(task)))
             if spec["paging"]:  # follow the cursor while there are pages; start over after the last
-                self.cursors[task] = str(page["next_cursor"]) if page and page.get("has_more") \
-                    and page.get("next_cursor") else None
+                self.cursors[task] = (
+                    str(page["next_cursor"]) if page and page.get("has_more") and page.get("next_cursor") else None
+                )
 
 
 def _task(name: str) -> Callable[[SarkUser], None]:
@@ -231,8 +268,9 @@ SarkUser.tasks = [walk] if SCENARIO.get("walk") else SEQUENCE  # type: ignore[as
 def stage_targets(scenario: dict[str, Any]) -> list[tuple[float, int]]:
     """Stages as (end time in s, users), from the scenario's fractions of duration and users."""
     duration, users = float(scenario["duration_s"]), int(scenario["users"])
-    return [(s["until_fraction"] * duration, max(round(s["users_fraction"] * users), 0))
-            for s in scenario.get("stages", ())]
+    return [
+        (s["until_fraction"] * duration, max(round(s["users_fraction"] * users), 0)) for s in scenario.get("stages", ())
+    ]
 
 
 if SCENARIO.get("stages"):

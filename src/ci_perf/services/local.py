@@ -58,8 +58,10 @@ class LocalStack:
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
         without = [s.name for s in cfg.services if not s.command]
         if without:
-            raise ConfigError(f"stack.services.{without[0]} has no command, which the local backend runs; "
-                              "add command: (its image is for --backend docker)")
+            raise ConfigError(
+                f"stack.services.{without[0]} has no command, which the local backend runs; "
+                "add command: (its image is for --backend docker)"
+            )
         for what, port in [("api_port", cfg.api_port)] + [(f"stack.services.{s.name}.port", s.port)
                                                           for s in cfg.services]:  # fmt: skip
             if port:
@@ -81,8 +83,13 @@ class LocalStack:
             self.down()
             raise
         names = {*SERVICES, *services}
-        return StackInfo(base_url=base_url, database_url=values["database_url"], redis_url=values["redis_url"],
-                         run_id=cfg.run_id, pids={p.name: p.popen.pid for p in self.processes if p.name in names})
+        return StackInfo(
+            base_url=base_url,
+            database_url=values["database_url"],
+            redis_url=values["redis_url"],
+            run_id=cfg.run_id,
+            pids={p.name: p.popen.pid for p in self.processes if p.name in names},
+        )
 
     def down(self) -> None:
         """Stop everything we started (newest first) and remove our temp dirs; safe to call twice."""
@@ -234,8 +241,10 @@ def find_pg_bindir() -> Path | None:
 def pg_bindir() -> Path:
     found = find_pg_bindir()
     if found is None:
-        raise ConfigError("PostgreSQL server not found (pg_config --bindir, /usr/lib/postgresql/*/bin, PATH); "
-                          f"install it: {apt_install('postgresql')}, or set CI_PERF_PG_BIN to its bin folder")
+        raise ConfigError(
+            "PostgreSQL server not found (pg_config --bindir, /usr/lib/postgresql/*/bin, PATH); "
+            f"install it: {apt_install('postgresql')}, or set CI_PERF_PG_BIN to its bin folder"
+        )
     missing = [tool for tool in PG_TOOLS if not (found / tool).exists()]
     if missing:
         raise ConfigError(f"CI_PERF_PG_BIN={found} has no {', '.join(missing)}; point it at PostgreSQL's bin folder")
@@ -257,8 +266,11 @@ def cleanup_local(run_id: str | None) -> list[str]:
     if not folder.is_dir():
         return []
     # <run_id>.json: the local backend's processes; <run_id>.<part>.json: other parts of the run (tokens).
-    files = [folder / f"{run_id}.json", *sorted(folder.glob(f"{run_id}.*.json"))] if run_id \
+    files = (
+        [folder / f"{run_id}.json", *sorted(folder.glob(f"{run_id}.*.json"))]
+        if run_id
         else procs.own_state_files(folder)
+    )
     removed: list[str] = []
     for path in files:
         if path.exists():

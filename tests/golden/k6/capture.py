@@ -56,9 +56,15 @@ def capture(case: Case, folder: Path) -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             scenario = get_scenario(case.scenario).with_load(users=case.users, duration_s=case.duration_s)
-            spec = RunSpec(scenario=scenario, host=url, raw_dir=Path(tmp), auth=Auth(api_key="test-key"),
-                           window_s=2.0, script=HERE / "user_script.js" if case.user_script else None,
-                           progress=lambda p: None)
+            spec = RunSpec(
+                scenario=scenario,
+                host=url,
+                raw_dir=Path(tmp),
+                auth=Auth(api_key="test-key"),
+                window_s=2.0,
+                script=HERE / "user_script.js" if case.user_script else None,
+                progress=lambda p: None,
+            )
             artifacts = run_k6(spec)
             folder.mkdir(parents=True, exist_ok=True)
             for name in INPUTS:
@@ -71,9 +77,17 @@ def capture(case: Case, folder: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
-    meta = RunMeta(scenario=scenario.name, tool="k6", tool_version=artifacts.tool_version,
-                   users=scenario.users, spawn_rate=scenario.spawn_rate, duration_s=float(scenario.duration_s),
-                   host="http://sark-stub", started_at=artifacts.started_at, window_s=2.0)
+    meta = RunMeta(
+        scenario=scenario.name,
+        tool="k6",
+        tool_version=artifacts.tool_version,
+        users=scenario.users,
+        spawn_rate=scenario.spawn_rate,
+        duration_s=float(scenario.duration_s),
+        host="http://sark-stub",
+        started_at=artifacts.started_at,
+        window_s=2.0,
+    )
     (folder / "meta.json").write_text(json.dumps(asdict(meta), indent=2) + "\n")
 
 
