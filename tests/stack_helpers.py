@@ -2,57 +2,67 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import jwt
 import psutil
 import requests
 
+from ci_perf import presets
 from ci_perf.services.base import StackConfig, StackInfo
 from ci_perf.services.local import LocalStack, find_pg_bindir
-from conftest import free_port
 
 HAVE_SERVICES = find_pg_bindir() is not None and shutil.which("redis-server") is not None
 SKIP_REASON = "needs PostgreSQL server binaries and redis-server (apt install postgresql redis-server)"
 
 
-def local_config(log_dir: Path, **kw: object) -> StackConfig:
+SECRET = "ci-perf-tests-signing-secret-0123456789"
+CSRF = "c" * 40
+
+
+def sark_wiring(**kw: Any) -> dict[str, Any]:
+    """StackConfig fields wiring the demo as SARK is wired (the sark preset: SARK's env names, the audit
+    database, the policy stand-in, SECRET_KEY), with a fixed signing secret; `api_env` entries win."""
+    env, databases, services = presets.stack_parts(presets.SARK, dict(kw.pop("api_env", {})), (), {})
+    return {"api_env": env, "databases": databases, "services": services, "jwt_secret": SECRET, **kw}
+
+
+def token(secret: str = SECRET, **claims: Any) -> str:
+    """A SARK access token (HS256; claims set to None are left out)."""
+    body = {"sub": str(uuid.uuid4()), "email": "dev@example.com", "role": "developer", "type": "access",
+            "exp": int(time.time()) + 600, **claims}  # fmt: skip
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, secret, algorithm="HS256")
+
+
+def headers(write: bool = False, **claims: Any) -> dict[str, str]:
+    """Bearer auth, plus SARK's CSRF double submit (header equal to cookie) for writes."""
+    out = {"Authorization": f"Bearer {token(**claims)}"}
+    if write:
+        out |= {"X-CSRF-Token": CSRF, "Cookie": f"csrf_token={CSRF}"}
+    return out
+
+
+def local_config(log_dir: Path, sark: bool = True, **kw: Any) -> StackConfig:
+    """A local stack, wired as SARK is (sark_wiring) unless `sark` is False."""
     kw.setdefault("health_timeout_s", 60.0)
-    return StackConfig(backend="local", log_dir=log_dir, **kw)  # type: ignore[arg-type]
+    return StackConfig(backend="local", log_dir=log_dir, **(sark_wiring(**kw) if sark else kw))
 
 
 @contextmanager
-def local_stack(log_dir: Path, **kw: object) -> Iterator[tuple[LocalStack, StackInfo]]:
-    stack = LocalStack(local_config(log_dir, **kw))
+def local_stack(log_dir: Path, sark: bool = True, **kw: object) -> Iterator[tuple[LocalStack, StackInfo]]:
+    stack = LocalStack(local_config(log_dir, sark, **kw))
     info = stack.up()
     try:
         yield stack, info
     finally:
         stack.down()
-
-
-@contextmanager
-def demo_api(info: StackInfo, log: Path, **env: str) -> Iterator[tuple[str, int]]:
-    """A second demo API process on the same database and Redis, with its own knobs."""
-    port = free_port()
-    full_env = {**os.environ, "DATABASE_URL": info.database_url, "REDIS_URL": info.redis_url, "SARK_API_KEY": ""}
-    full_env.update(env)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "ci_perf.demo", "--port", str(port)],
-                                env=full_env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/health/", proc)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(15)
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:

@@ -14,36 +14,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import jwt
 import pytest
 import requests
 
 from conftest import free_port
-from stack_helpers import HAVE_SERVICES, SKIP_REASON, local_stack, wait_http
+from stack_helpers import CSRF, HAVE_SERVICES, SECRET, SKIP_REASON, headers, local_stack, token, wait_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not HAVE_SERVICES, reason=SKIP_REASON)]
-SECRET = "s" * 40
-CSRF = "c" * 40
 OPA = f"{sys.executable} -m ci_perf.demo.opa --host {{host}} --port {{port}}"
-
-
-def token(secret: str = SECRET, **claims: Any) -> str:
-    body = {"sub": str(uuid.uuid4()), "email": "dev@example.com", "role": "developer", "type": "access",
-            "exp": int(time.time()) + 600, **claims}  # fmt: skip
-    return jwt.encode({k: v for k, v in body.items() if v is not None}, secret, algorithm="HS256")
-
-
-def headers(write: bool = False, **claims: Any) -> dict[str, str]:
-    out = {"Authorization": f"Bearer {token(**claims)}"}
-    if write:
-        out |= {"X-CSRF-Token": CSRF, "Cookie": f"csrf_token={CSRF}"}
-    return out
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """PostgreSQL + Redis from the local backend, with the policy stand-in as its "api" process."""
-    with local_stack(tmp_path_factory.mktemp("logs"), api_command=OPA) as (local, info):
+    with local_stack(tmp_path_factory.mktemp("logs"), sark=False, api_command=OPA) as (local, info):
         db, redis = urlsplit(info.database_url), urlsplit(info.redis_url)
         socket_dir = next(str(p) for p in local.temp_dirs if "-pg-" in p.name)
         asyncio.run(_sql(socket_dir, "postgres", "CREATE DATABASE sark_audit OWNER sark", port=db.port))

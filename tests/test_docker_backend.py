@@ -19,6 +19,7 @@ import requests
 from ci_perf.errors import CiPerfError, ConfigError, ServiceError
 from ci_perf.services.base import LABEL, StackConfig, new_run_id
 from ci_perf.services.docker_spec import DEMO_IMAGE, SERVICE_LABEL
+from stack_helpers import headers, sark_wiring
 
 pytestmark = pytest.mark.docker
 
@@ -62,10 +63,7 @@ def cfg(tmp_path: Path, engine: Any) -> StackConfig:
     return StackConfig(
         backend="docker",
         log_dir=tmp_path / "logs",
-        db_image=DB_IMAGE,
-        redis_image=REDIS_IMAGE,
-        api_key=API_KEY,
-        health_timeout_s=60,
+        **sark_wiring(db_image=DB_IMAGE, redis_image=REDIS_IMAGE, api_key=API_KEY, health_timeout_s=60),
     )
 
 
@@ -98,18 +96,18 @@ def test_full_stack_serves_health_and_authenticated_calls(engine: Any, cfg: Stac
         cfg,
         docker_network=network,  # type: ignore[arg-type]
         migrate_command="python -m ci_perf.demo migrate",
-        seed_command="python -c \"import os; print('seeding', os.environ['REDIS_URL'])\"",
+        seed_command="python -c \"import os; print('seeding', os.environ['REDIS_HOST'], os.environ['REDIS_URL'])\"",
     )
     stack = DockerStack(cfg)
     info = stack.up()
     try:
         assert info.base_url.startswith("http://127.0.0.1:") and info.run_id == cfg.run_id
         assert requests.get(info.base_url + "/health/", timeout=5).status_code == 200
-        listed = requests.get(info.base_url + "/api/v1/servers/", headers={"X-API-Key": API_KEY}, timeout=5)
+        listed = requests.get(info.base_url + "/api/v1/servers/", headers=headers(), timeout=5)
         assert listed.status_code == 200 and "items" in listed.json()
         assert requests.get(info.base_url + "/api/v1/servers/", timeout=5).status_code == 401
         labelled = engine.containers.list(filters={"label": f"{LABEL}={cfg.run_id}"})
-        assert {c.labels[SERVICE_LABEL] for c in labelled} == {"db", "redis", "api"}
+        assert {c.labels[SERVICE_LABEL] for c in labelled} == {"db", "redis", "opa", "api"}
         if network == "bridge":
             assert len(engine.networks.list(filters={"label": f"{LABEL}={cfg.run_id}"})) == 1
     finally:
@@ -117,9 +115,9 @@ def test_full_stack_serves_health_and_authenticated_calls(engine: Any, cfg: Stac
     stack.down()
     assert_nothing_left(engine, cfg.run_id)
     logs = {p.name: p.read_text() for p in cfg.log_dir.iterdir()}
-    assert set(logs) == {"db.log", "redis.log", "api.log", "migrate.log", "seed.log"}
+    assert set(logs) == {"db.log", "redis.log", "opa.log", "api.log", "migrate.log", "seed.log"}
     assert "ready to accept connections" in logs["db.log"]
-    assert "schema ready" in logs["migrate.log"] and "seeding redis://" in logs["seed.log"]
+    assert "schema ready" in logs["migrate.log"] and "redis://" in logs["seed.log"]
 
 
 def test_api_that_exits_at_once_fails_with_its_log(engine: Any, cfg: StackConfig) -> None:

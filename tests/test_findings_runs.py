@@ -55,7 +55,7 @@ def test_soak_run_without_the_leak_knob_reports_no_leak(tmp_path: Path) -> None:
     code, outcome = observed_run(tmp_path, "soak_test", 50, 40, {})
     found = scenario_findings(outcome)
     leaks = [f for f in found if f.name.startswith("Memory leak")]
-    assert {f.name for f in leaks} == {"Memory leak [api]", "Memory leak [postgres]", "Memory leak [redis]"}
+    assert {f.name for f in leaks} == {f"Memory leak [{s}]" for s in ("api", "opa", "postgres", "redis")}
     assert all(f.status is Status.PASS for f in leaks), [f.text for f in leaks]
     assert code == 0
 
@@ -67,8 +67,9 @@ def test_spike_run_reports_the_recovery_time(tmp_path: Path) -> None:
 
 
 def test_rate_limited_run_reports_when_429_starts(tmp_path: Path) -> None:
-    # 150 requests a minute for the one API key every user shares: ~15 req/s exhaust it after ~10 s.
-    _, outcome = observed_run(tmp_path, "load_test_moderate", 20, 24, {"RATE_LIMIT_PER_MINUTE": "150"})
+    # 150 requests a minute for the one identity every user shares: ~15 req/s exhaust it after ~10 s.
+    limit = {"RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_PER_MINUTE": "150"}
+    _, outcome = observed_run(tmp_path, "load_test_moderate", 20, 24, limit, identities=1)
     onset = by_name(scenario_findings(outcome))["Rate limit onset"]
     assert onset.status is Status.WARN and "answered 429, from " in onset.text, onset.text
     first_s = float(onset.text.split(", from ")[1].split("s ")[0])
@@ -86,7 +87,8 @@ def test_concurrent_operations_run_stores_every_registration(tmp_path: Path) -> 
 @pytest.mark.parametrize("tool", ["locust", "k6"])
 def test_rate_limit_test_counts_expected_429s_per_window(tmp_path: Path, tool: Tool) -> None:
     # rate_limit_test has no think time: 30 users exhaust 600 requests a minute within the first seconds.
-    _, outcome = observed_run(tmp_path, "rate_limit_test", 30, 15, {"RATE_LIMIT_PER_MINUTE": "600"}, tool=tool)
+    limit = {"RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_PER_MINUTE": "600"}
+    _, outcome = observed_run(tmp_path, "rate_limit_test", 30, 15, limit, tool=tool, identities=1)
     onset = by_name(scenario_findings(outcome))["Rate limit onset"]
     assert onset.status is Status.PASS and "answered 429, from " in onset.text, onset.text
     limited = sum(w.limited or 0 for w in outcome.result.total.windows)

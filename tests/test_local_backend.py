@@ -40,10 +40,11 @@ def test_up_serves_the_demo_and_down_leaves_nothing(tmp_path: Path, state_dir: P
         assert info.base_url.startswith("http://127.0.0.1:") and info.run_id == config.run_id
         assert seed_marker.read_text() == info.base_url
         detailed = requests.get(info.base_url + "/health/detailed", timeout=5).json()
-        assert detailed["database"]["status"] == "healthy" and detailed["redis"]["status"] == "healthy"
+        assert detailed["overall_healthy"]
+        assert set(detailed["dependencies"]) == {"postgres", "timescale", "redis", "opa"}
         assert requests.get(info.base_url + "/api/v1/servers/", timeout=5).status_code == 401
         state = json.loads((state_dir / f"{config.run_id}.json").read_text())
-        assert [p["name"] for p in state["processes"]] == ["postgres", "redis", "api"]
+        assert [p["name"] for p in state["processes"]] == ["postgres", "redis", "opa", "api"]
         pids = family(stack.pids())
         dirs = [Path(d) for d in state["temp_dirs"]]
         assert len(pids) > 3 and all(d.is_dir() for d in dirs)

@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
 from ci_perf.observe import SystemSampler, targets_for
-from stack_helpers import HAVE_SERVICES, SKIP_REASON, local_stack
+from stack_helpers import HAVE_SERVICES, SKIP_REASON, headers, local_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not HAVE_SERVICES, reason=SKIP_REASON)]
 
 SERVER = {"name": "s", "transport": "http", "endpoint": "http://127.0.0.1:9/", "tools": []}
+EVALUATION = {"user_id": str(uuid.uuid4()), "action": "tool:invoke", "tool": "t", "parameters": {}}
 
 
 def test_local_stack_resources_database_and_redis_are_observed(tmp_path: Path) -> None:
-    with local_stack(tmp_path, api_key="k") as (_, info):
-        assert set(info.pids) == {"postgres", "redis", "api"}
-        headers = {"X-API-Key": "k"}
+    with local_stack(tmp_path) as (_, info):
+        assert set(info.pids) == {"postgres", "redis", "opa", "api"}
+        auth = headers(write=True, role="admin")
         with SystemSampler(targets_for(info, {}), interval_s=0.3) as sampler, requests.Session() as http:
             for i in range(150):
-                http.post(info.base_url + "/api/v1/servers/", json={**SERVER, "name": f"s{i}"}, headers=headers)
-                http.get(info.base_url + "/api/v1/servers/?limit=5", headers=headers)
-                http.post(
-                    info.base_url + "/api/v1/policy/evaluate",
-                    headers=headers,
-                    json={"action": "tool:invoke", "tool": "t", "server_id": "x", "parameters": {}},
-                )
+                server = {**SERVER, "name": f"s{i}"}
+                answers = [http.post(info.base_url + "/api/v1/servers/", json=server, headers=auth)]
+                answers += [
+                    http.get(info.base_url + "/api/v1/servers/?limit=5", headers=auth),
+                    http.post(
+                        info.base_url + "/api/v1/policy/evaluate",
+                        headers=auth,
+                        json={**EVALUATION, "server_id": answers[0].json()["server_id"]},
+                    ),
+                ]
+                assert [a.status_code for a in answers] == [201, 200, 200], [a.text for a in answers]
     m = sampler.metrics
     assert m is not None
     for name in ("api", "postgres", "redis"):
