@@ -154,10 +154,9 @@ def _layer(base: Limit | None, value: Any, kind: Kind, direction: Direction, pat
         target = base.target if target is None else target
         critical = base.critical if critical is None else critical
     # A new endpoint rule with one level only: no warning band, that level is the gate.
-    limit = Limit(
-        target if target is not None else critical,  # type: ignore[arg-type]
-        critical if critical is not None else target,
-    )  # type: ignore[arg-type]
+    level = target if target is not None else critical
+    assert level is not None  # the empty case raised above
+    limit = Limit(level, critical if critical is not None else level)
     worse = limit.target > limit.critical if direction == "lower" else limit.target < limit.critical
     if worse:
         raise ConfigError(
