@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ci_perf.model import Outcome, RunResult, _decode_comparison
+from ci_perf.analysis import findings_for
+from ci_perf.model import Gating, Outcome, RunResult, _decode_comparison, _encode
 from ci_perf.observe.model import SystemMetrics
 from ci_perf.reports import render_all
 from ci_perf.scenarios.catalog import get_scenario
@@ -53,9 +54,25 @@ def outcome_for(case: str) -> Outcome:
     comparison = None
     if "comparison" in spec:
         comparison = _decode_comparison(json.loads(spec["comparison"].read_text(encoding="utf-8")))
-    return Outcome(result, evaluation, comparison, system)
+    findings = findings_for(result, system, evaluation.checks)
+    gating = Gating(fail_on_regression=spec.get("fail_on_regression", False))
+    return Outcome(result, evaluation, comparison, system, findings, gating)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(_encode(value), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+# The judging stages, each a golden file beside the rendered ones: a judging change shows up in these,
+# a rendering change only in the reports.
+STAGES = ("evaluation.json", "findings.json", "verdict.json")
 
 
 def rendered(case: str) -> dict[str, str]:
-    spec = CASES[case]
-    return render_all(outcome_for(case), fail_on_regression=spec.get("fail_on_regression", False), links=LINKS)
+    outcome = outcome_for(case)
+    stages = {
+        "evaluation.json": _json(outcome.evaluation),
+        "findings.json": _json(outcome.findings),
+        "verdict.json": _json(outcome.verdict),
+    }
+    return {**stages, **render_all(outcome, links=LINKS)}

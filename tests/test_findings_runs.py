@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_perf.model import Status, Tool
-from ci_perf.reports.findings import scenario_findings
-from ci_perf.scenario_findings import Finding
+from ci_perf.model import Finding, Status, Tool
 from observed_run import observed_run
 from stack_helpers import HAVE_SERVICES, SKIP_REASON
 
@@ -26,7 +24,7 @@ def test_stress_run_with_injected_latency_reports_a_breaking_point(tmp_path: Pat
     # it can serve from 100 users on, where requests queue for the pool and p95 passes 200 ms.
     slow_db = {"CI_PERF_DEMO_LATENCY_MS": "db=10", "CI_PERF_DEMO_DB_POOL": "2"}
     _, outcome = observed_run(tmp_path, "stress_test", 200, 40, slow_db)
-    bp = by_name(scenario_findings(outcome))["Breaking point"]
+    bp = by_name(list(outcome.findings))["Breaking point"]
     assert bp.status is Status.WARN, bp.text
     assert "Breaking point at 100 users" in bp.text or "Breaking point at 150 users" in bp.text, bp.text
     assert "supports up to 50 concurrent users" in bp.text or "supports up to 100 concurrent users" in bp.text
@@ -43,7 +41,7 @@ def test_stress_run_with_injected_latency_reports_a_breaking_point(tmp_path: Pat
 
 def test_soak_run_with_the_leak_knob_reports_the_leak(tmp_path: Path) -> None:
     code, outcome = observed_run(tmp_path, "soak_test", 50, 40, {"CI_PERF_DEMO_LEAK_KB_PER_REQUEST": "32"})
-    found = by_name(scenario_findings(outcome))
+    found = by_name(list(outcome.findings))
     leak = found["Memory leak [api]"]
     assert leak.status is Status.FAIL and "Memory leak in api" in leak.text, leak.text
     assert found["Memory leak [postgres]"].status is Status.PASS
@@ -53,7 +51,7 @@ def test_soak_run_with_the_leak_knob_reports_the_leak(tmp_path: Path) -> None:
 
 def test_soak_run_without_the_leak_knob_reports_no_leak(tmp_path: Path) -> None:
     code, outcome = observed_run(tmp_path, "soak_test", 50, 40, {})
-    found = scenario_findings(outcome)
+    found = list(outcome.findings)
     leaks = [f for f in found if f.name.startswith("Memory leak")]
     assert {f.name for f in leaks} == {f"Memory leak [{s}]" for s in ("api", "opa", "postgres", "redis")}
     assert all(f.status is Status.PASS for f in leaks), [f.text for f in leaks]
@@ -62,7 +60,7 @@ def test_soak_run_without_the_leak_knob_reports_no_leak(tmp_path: Path) -> None:
 
 def test_spike_run_reports_the_recovery_time(tmp_path: Path) -> None:
     _, outcome = observed_run(tmp_path, "spike_test", 200, 40, {"CI_PERF_DEMO_LATENCY_MS": "50"})
-    rec = by_name(scenario_findings(outcome))["Spike recovery"]
+    rec = by_name(list(outcome.findings))["Spike recovery"]
     assert rec.status is Status.PASS and rec.text.startswith("Recovered "), rec.text
 
 
@@ -70,7 +68,7 @@ def test_rate_limited_run_reports_when_429_starts(tmp_path: Path) -> None:
     # 150 requests a minute for the one identity every user shares: ~15 req/s exhaust it after ~10 s.
     limit = {"RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_PER_MINUTE": "150"}
     _, outcome = observed_run(tmp_path, "load_test_moderate", 20, 24, limit, identities=1)
-    onset = by_name(scenario_findings(outcome))["Rate limit onset"]
+    onset = by_name(list(outcome.findings))["Rate limit onset"]
     assert onset.status is Status.WARN and "answered 429, from " in onset.text, onset.text
     first_s = float(onset.text.split(", from ")[1].split("s ")[0])
     assert 4 <= first_s <= 16
@@ -78,7 +76,7 @@ def test_rate_limited_run_reports_when_429_starts(tmp_path: Path) -> None:
 
 def test_concurrent_operations_run_stores_every_registration(tmp_path: Path) -> None:
     _, outcome = observed_run(tmp_path, "concurrent_operations", 40, 20, {})
-    cons = by_name(scenario_findings(outcome))["Consistency"]
+    cons = by_name(list(outcome.findings))["Consistency"]
     assert cons.status is Status.PASS and "successful registrations are stored" in cons.text, cons.text
     db = outcome.system.database if outcome.system else None
     assert db is not None and db.servers_after is not None and db.servers_after > 20
@@ -89,7 +87,7 @@ def test_rate_limit_test_counts_expected_429s_per_window(tmp_path: Path, tool: T
     # rate_limit_test has no think time: 30 users exhaust 600 requests a minute within the first seconds.
     limit = {"RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_PER_MINUTE": "600"}
     _, outcome = observed_run(tmp_path, "rate_limit_test", 30, 15, limit, tool=tool, identities=1)
-    onset = by_name(scenario_findings(outcome))["Rate limit onset"]
+    onset = by_name(list(outcome.findings))["Rate limit onset"]
     assert onset.status is Status.PASS and "answered 429, from " in onset.text, onset.text
     limited = sum(w.limited or 0 for w in outcome.result.total.windows)
     assert limited > 0 and outcome.result.total.failures == 0  # expected: counted, yet not failures

@@ -1,15 +1,16 @@
-"""Every report of the golden cases, byte for byte. Regenerate: python tests/golden/regen_reports.py"""
+"""Every judging stage (evaluation, findings, verdict) and every report of the golden cases, byte for
+byte. Regenerate: python tests/golden/regen_reports.py"""
 
 from __future__ import annotations
 
 import pytest
 
 from ci_perf.reports import RENDERERS
-from report_fixtures import CASES, GOLDEN, rendered
+from report_fixtures import CASES, GOLDEN, STAGES, rendered
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("name", sorted(RENDERERS))
+@pytest.mark.parametrize("name", [*STAGES, *sorted(RENDERERS)])
 def test_golden(case: str, name: str) -> None:
     with open(GOLDEN / case / name, encoding="utf-8", newline="") as f:
         expected = f.read()

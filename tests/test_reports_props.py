@@ -141,7 +141,8 @@ def test_load_performance_has_the_keys_gitlab_reads() -> None:
 
 
 def _junit(outcome: Outcome, fail_on_regression: bool) -> ET.Element:
-    return ET.fromstring(render_junit(outcome, fail_on_regression=fail_on_regression))
+    gated = replace(outcome, gating=replace(outcome.gating, fail_on_regression=fail_on_regression))
+    return ET.fromstring(render_junit(gated))
 
 
 def test_junit_failures_warnings_skips() -> None:
@@ -171,7 +172,7 @@ def test_render_all_gives_every_file() -> None:
 def test_lost_workers_and_missing_shards_are_key_findings() -> None:
     from dataclasses import replace
 
-    from ci_perf.reports.findings import findings
+    from ci_perf.advice import findings
 
     outcome = outcome_for("locust_failures")
     meta = replace(

@@ -6,6 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 
+from ci_perf.analysis import findings_for
 from ci_perf.model import Outcome
 from ci_perf.observe.model import ResourceSample, ServiceSeries
 from ci_perf.reports import render_all
@@ -19,7 +20,8 @@ def with_system(scenario: str = "soak_test") -> Outcome:
     metrics = sample_metrics()
     metrics = replace(metrics, services=(ServiceSeries("api", leak), *metrics.services[1:]))
     result = replace(base.result, meta=replace(base.result.meta, scenario=scenario))
-    return replace(base, result=result, system=metrics)
+    findings = findings_for(result, metrics, base.evaluation.checks)  # as the evaluate stage would
+    return replace(base, result=result, system=metrics, findings=findings)
 
 
 def test_outcome_with_system_round_trips_and_without_it_writes_as_before() -> None:

@@ -116,6 +116,8 @@ def publish_saved(results: Path, target: str, comment_only: bool, fail_on_regres
     from ci_perf.publish import publish_outcome
 
     outcome = pipeline.load_outcome(results)
+    if fail_on_regression is not None:  # asked for on this command line: judge with it
+        outcome = replace(outcome, gating=replace(outcome.gating, fail_on_regression=fail_on_regression))
     env = os.environ
     if target == "auto":
         target = "github" if env.get("GITHUB_ACTIONS") else "gitlab" if env.get("GITLAB_CI") else "github"
@@ -123,7 +125,7 @@ def publish_saved(results: Path, target: str, comment_only: bool, fail_on_regres
         scenario=outcome.result.meta.scenario,
         tool=outcome.result.meta.tool,
         report_dir=results.parent,
-        fail_on_regression=bool(fail_on_regression),
+        fail_on_regression=outcome.gating.fail_on_regression,
     )
     written = {p.name: p for p in results.parent.iterdir() if p.is_file()}
     publish_outcome(target, outcome, settings, written, env, comment_only=comment_only)
@@ -188,7 +190,7 @@ def merge(results: list[Path], report_dir: Path, config: Path | None) -> int:
     )
     scenario = get_scenario(meta.scenario).with_load(meta.users, meta.spawn_rate, int(meta.duration_s))
     outcome = pipeline.evaluate(settings, scenario, merged)
-    written = pipeline.write_outputs(outcome, report_dir, [], settings.fail_on_regression)
+    written = pipeline.write_outputs(outcome, report_dir, [])
     if meta.labels.get("shards_missing"):
         pipeline.eprint(f"ci-perf: warning: shard(s) {meta.labels['shards_missing']} missing from the merge")
     pipeline.warn_lost_workers(meta)
@@ -196,6 +198,5 @@ def merge(results: list[Path], report_dir: Path, config: Path | None) -> int:
         f"ci-perf: merged {len(parts)} results: {merged.total.requests} requests, "
         f"p95 {merged.total.p95_ms:g} ms, {merged.total.rps:.1f} req/s"
     )
-    print(f"ci-perf: {meta.scenario}/{meta.tool}: {pipeline.headline(outcome, settings.fail_on_regression)}")
-    print(f"ci-perf: reports in {report_dir.resolve()}: {', '.join(sorted(written))}")
-    return pipeline.gate_exit_code(outcome, settings.fail_on_regression)
+    pipeline.print_verdict(outcome, report_dir, written)
+    return outcome.verdict.exit_code

@@ -1,8 +1,9 @@
-"""The data types of one run, one per stage of the flow (DESIGN.md):
+"""The data types of one run, one per stage of the flow (docs/architecture.md):
 
-RunResult (what the tool measured) -> Evaluation (thresholds) -> Comparison (baseline deltas),
-bundled as Outcome, which is what results.json holds. All are frozen and round-trip through JSON
-with to_dict / from_dict, so a baseline is simply a saved RunResult.
+RunResult (what the tool measured) -> Evaluation (thresholds) + findings -> Comparison (baseline
+deltas), bundled as Outcome with the Gating settings, which is what results.json holds; the Verdict
+is decided from an Outcome by ci_perf.verdict. All are frozen and round-trip through JSON with
+to_dict / from_dict, so a baseline is simply a saved RunResult.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal
 
 from ci_perf.errors import ResultError
@@ -21,6 +23,15 @@ SCHEMA_VERSION = 1
 Tool = Literal["locust", "k6"]
 TOOLS: tuple[Tool, ...] = ("locust", "k6")
 AGGREGATE = "Aggregated"
+# The fewest successful requests a percentile is judged on (a check, a delta): below it the figure is
+# mostly the few slowest requests, and the check says "not enough requests" instead of pass or fail.
+MIN_SAMPLES: dict[str, int] = {"p50": 10, "p90": 10, "p95": 20, "p99": 100}
+
+
+def min_samples(metric: str) -> int:
+    """For a metric name as checks and deltas spell it ("p95_ms", "p95", "avg_ms"): 1 when it is no
+    percentile (a mean or a rate needs one request)."""
+    return MIN_SAMPLES.get(metric.removesuffix("_ms"), 1)
 
 
 def quantize_ms(value: float) -> float:
@@ -223,7 +234,8 @@ class Status(StrEnum):
     PASS = "pass"
     WARN = "warn"
     FAIL = "fail"
-    SKIP = "skip"  # not measured in this run
+    SKIP = "skip"  # not measured in this run, or not applicable to it
+    NO_DATA = "no_data"  # measured, but on too few successful requests to judge (MIN_SAMPLES)
 
 
 Direction = Literal["lower", "higher"]  # which way is better
@@ -243,19 +255,75 @@ class CheckResult:
     actual: float | None
     status: Status
     message: str = ""
+    samples: int | None = field(default=None, metadata={"omit_none": True})  # successful requests judged
+
+    @property
+    def label(self) -> str:
+        """The check's name with its endpoint when the name does not say it ("... [POST /x]")."""
+        scoped = self.scope[:1].isupper() and self.scope not in self.name  # endpoints start with a method
+        return f"{self.name} [{self.scope}]" if scoped else self.name
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A judged observation about the run: what its scenario is for (a breaking point, a leak) or what
+    went wrong with it (an endpoint that never succeeded, every policy decision a deny)."""
+
+    name: str  # short, stable: the JUnit test name
+    status: Status  # PASS: as intended · WARN: worth a look · FAIL: the run does not pass · SKIP
+    text: str  # one line with the figures
+    advice: str = ""  # a recommendation when the status is not PASS, citing its evidence
+
+
+@dataclass(frozen=True)
+class Gating:
+    """What fails the gate besides critical thresholds and failed findings (settings, kept with the
+    results so that a re-render judges the same way)."""
+
+    fail_on_regression: bool = False
+    min_effect: float = 0.10
+
+
+@dataclass(frozen=True)
+class Infra:
+    """The run broke before it could be judged (the stack, the tool, the parse): what and its exit code."""
+
+    exit_code: int
+    stage: str  # "stack", "load", "parse", ...
+    message: str
+
+
+@dataclass(frozen=True)
+class VerdictItem:
+    level: Literal["fail", "warn"]
+    kind: Literal["threshold", "finding", "regression", "infra", "data"]
+    text: str  # one line naming what (with its endpoint) and the figures
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The one answer to "did this run pass?": every output (exit code, `status` step output,
+    annotations, JUnit, headlines) reads it. Built by ci_perf.verdict.decide."""
+
+    status: Literal["pass", "warn", "fail", "no_data", "error"]
+    exit_code: int
+    headline: str  # a few words: what decided it
+    items: tuple[VerdictItem, ...] = ()
+
+    @property
+    def failures(self) -> tuple[VerdictItem, ...]:
+        return tuple(i for i in self.items if i.level == "fail")
+
+    @property
+    def warnings(self) -> tuple[VerdictItem, ...]:
+        return tuple(i for i in self.items if i.level == "warn")
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    checks: tuple[CheckResult, ...] = ()
+    """The threshold checks; whether the run passes is the Verdict's to say, not this type's."""
 
-    @property
-    def status(self) -> Status:
-        found = {c.status for c in self.checks}
-        for s in (Status.FAIL, Status.WARN, Status.PASS):
-            if s in found:
-                return s
-        return Status.SKIP
+    checks: tuple[CheckResult, ...] = ()
 
 
 class Change(StrEnum):
@@ -301,6 +369,15 @@ class Outcome:
     evaluation: Evaluation
     comparison: Comparison | None = None
     system: SystemMetrics | None = None  # the system under test, when it was observed
+    findings: tuple[Finding, ...] = ()  # ci_perf.analysis, computed once in the evaluate stage
+    gating: Gating = field(default_factory=Gating)
+    infra: Infra | None = None  # set when the run broke: the verdict is an error
+
+    @cached_property
+    def verdict(self) -> Verdict:
+        from ci_perf.verdict import decide  # decide reads this module's types
+
+        return decide(self)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -308,21 +385,29 @@ class Outcome:
             "result": _encode(self.result),
             "evaluation": _encode(self.evaluation),
             "comparison": _encode(self.comparison) if self.comparison else None,
+            "findings": _encode(self.findings),
+            "gating": _encode(self.gating),
+            "verdict": _encode(self.verdict),  # for readers of the file; decided again on load
         }
         if self.system is not None:  # left out when absent: older results read and write as before
             out["system"] = self.system.to_dict()
+        if self.infra is not None:
+            out["infra"] = _encode(self.infra)
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Outcome:
         try:
             _check_version(data)
-            comparison, system = data.get("comparison"), data.get("system")
+            comparison, system, infra = data.get("comparison"), data.get("system"), data.get("infra")
             return cls(
                 result=_decode_result(data["result"]),
                 evaluation=Evaluation(tuple(_decode_check(c) for c in data["evaluation"]["checks"])),
                 comparison=_decode_comparison(comparison) if comparison else None,
                 system=SystemMetrics.from_dict(system) if system else None,
+                findings=tuple(Finding(**{**f, "status": Status(f["status"])}) for f in data.get("findings", ())),
+                gating=Gating(**data["gating"]) if data.get("gating") else Gating(),
+                infra=Infra(**infra) if infra else None,
             )
         except ResultError:
             raise

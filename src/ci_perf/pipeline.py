@@ -1,8 +1,8 @@
-"""One run as a pipeline of plain functions (DESIGN.md's flow):
+"""One run as a pipeline of plain functions (docs/architecture.md):
 
-Settings -> Stack up -> Runner -> RunArtifacts -> parser -> RunResult -> Evaluation -> Comparison
--> Outcome -> files (results.json and every report) -> publishers -> exit code. The stack is torn
-down on every way out: success, failure, timeout, Ctrl-C and SIGTERM.
+Settings -> Stack up -> Runner -> RunArtifacts -> parser -> RunResult -> Evaluation + findings ->
+Comparison -> Outcome (its Verdict) -> files (results.json and every report) -> publishers -> exit
+code. The stack is torn down on every way out: success, failure, timeout, Ctrl-C and SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
 from ci_perf import presets
+from ci_perf.analysis import findings_for
 from ci_perf.auth import Auth, mask
 from ci_perf.config import Settings
-from ci_perf.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError, ResultError
-from ci_perf.model import Comparison, Outcome, RunMeta, RunResult, Status
+from ci_perf.errors import ConfigError, ResultError
+from ci_perf.model import Comparison, Gating, Outcome, RunMeta, RunResult
 from ci_perf.observe import SystemMetrics, SystemSampler, Targets, targets_for
 from ci_perf.parsers import get_parser
 from ci_perf.probe import HealthProbe, wait_for_health
@@ -251,8 +252,17 @@ def evaluate(settings: Settings, scenario: Scenario, result: RunResult,
     db_query_ms = system.db_query_ms if system else None
     evaluation = evaluate_thresholds(result, thresholds, scenario, db_query_ms=db_query_ms)
     return Outcome(
-        result=result, evaluation=evaluation, comparison=compare_to_baseline(settings, result), system=system
+        result=result,
+        evaluation=evaluation,
+        comparison=compare_to_baseline(settings, result),
+        system=system,
+        findings=findings_for(result, system, evaluation.checks),
+        gating=gating_for(settings),
     )
+
+
+def gating_for(settings: Settings) -> Gating:
+    return Gating(fail_on_regression=settings.fail_on_regression, min_effect=settings.min_effect)
 
 
 def compare_to_baseline(settings: Settings, result: RunResult) -> Comparison | None:
@@ -267,15 +277,13 @@ def compare_to_baseline(settings: Settings, result: RunResult) -> Comparison | N
     return compare(result, baseline, source=settings.baseline, min_effect=settings.min_effect)
 
 
-def write_outputs(
-    outcome: Outcome, report_dir: Path, secret_values: list[str], fail_on_regression: bool = False
-) -> dict[str, Path]:
+def write_outputs(outcome: Outcome, report_dir: Path, secret_values: list[str]) -> dict[str, Path]:
     """results.json and every rendered report, with secrets masked as a last line of defence."""
     from ci_perf.reports import render_all
 
     report_dir.mkdir(parents=True, exist_ok=True)
     files = {"results.json": json.dumps(outcome.to_dict(), indent=2, sort_keys=True) + "\n"}
-    files.update(render_all(outcome, fail_on_regression=fail_on_regression))
+    files.update(render_all(outcome))
     written: dict[str, Path] = {}
     for name, content in files.items():
         path = report_dir / name
@@ -294,41 +302,12 @@ def load_outcome(path: Path) -> Outcome:
     if not isinstance(data, dict):
         raise ResultError(f"{path} is not a ci-perf results document (expected a JSON object)")
     try:
-        return Outcome.from_dict(data)
+        outcome = Outcome.from_dict(data)
     except ResultError as exc:
         raise ResultError(f"{path}: {exc}") from None
-
-
-def gate_exit_code(outcome: Outcome, fail_on_regression: bool) -> int:
-    if outcome.evaluation.status is Status.FAIL:
-        return EXIT_GATE_FAILED
-    if fail_on_regression and outcome.comparison is not None and outcome.comparison.regressions:
-        return EXIT_GATE_FAILED
-    if failed_findings(outcome):  # the scenario's own question answered "no": a leak, lost writes
-        return EXIT_GATE_FAILED
-    return EXIT_OK
-
-
-def failed_findings(outcome: Outcome) -> list[str]:
-    from ci_perf.reports.findings import scenario_findings
-
-    return [f.name for f in scenario_findings(outcome) if f.status is Status.FAIL]
-
-
-def headline(outcome: Outcome, fail_on_regression: bool) -> str:
-    failed = [c.name for c in outcome.evaluation.checks if c.status is Status.FAIL]
-    warned = [c.name for c in outcome.evaluation.checks if c.status is Status.WARN]
-    regressed = [f"{d.endpoint} {d.metric}" for d in (outcome.comparison.regressions if outcome.comparison else ())]
-    parts = []
-    if failed:
-        parts.append("FAILED thresholds: " + ", ".join(failed))
-    if failed_findings(outcome):
-        parts.append("FAILED findings: " + ", ".join(failed_findings(outcome)))
-    if regressed:
-        parts.append(("REGRESSED: " if fail_on_regression else "degraded (not gating): ") + ", ".join(regressed))
-    if warned:
-        parts.append("warnings: " + ", ".join(warned))
-    return "; ".join(parts) or "all checks passed"
+    if "findings" not in data:  # written before findings were stored: compute them as the run would have
+        outcome = replace(outcome, findings=findings_for(outcome.result, outcome.system, outcome.evaluation.checks))
+    return outcome
 
 
 def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
@@ -347,12 +326,18 @@ def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
     ):
         result, system = run_load(settings, scenario, info.base_url, auth, targets_for(info, env))
     outcome = evaluate(settings, scenario, result, system)
-    written = write_outputs(outcome, settings.report_dir, auth.secrets(), settings.fail_on_regression)
+    written = write_outputs(outcome, settings.report_dir, auth.secrets())
     publish(outcome, settings, written, env)
-    code = gate_exit_code(outcome, settings.fail_on_regression)
-    print(f"ci-perf: {scenario.name}/{settings.tool}: {headline(outcome, settings.fail_on_regression)}")
-    print(f"ci-perf: reports in {settings.report_dir.resolve()}: {', '.join(sorted(written))}")
-    return code
+    print_verdict(outcome, settings.report_dir, written)
+    return outcome.verdict.exit_code
+
+
+def print_verdict(outcome: Outcome, report_dir: Path, written: Mapping[str, Path]) -> None:
+    meta, verdict = outcome.result.meta, outcome.verdict
+    print(f"ci-perf: {meta.scenario}/{meta.tool}: {verdict.status}: {verdict.headline}")
+    for item in verdict.items[1:]:
+        print(f"ci-perf:   {item.level}: {item.text}")
+    print(f"ci-perf: reports in {report_dir.resolve()}: {', '.join(sorted(written))}")
 
 
 def publish(outcome: Outcome, settings: Settings, written: Mapping[str, Path], env: Mapping[str, str]) -> None:

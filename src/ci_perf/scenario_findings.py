@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ci_perf import findings as fx
-from ci_perf.model import CheckResult, RunResult, Status
+from ci_perf.model import CheckResult, Finding, RunResult, Status
 from ci_perf.observe.model import SystemMetrics
 
 _REGISTRATION = re.compile(r"^/api/v1/servers/?( \(.*\))?$")
 _RATE_LIMITED = re.compile(r"\b429\b|too many requests", re.IGNORECASE)  # "HTTP 429", Locust's repr of it
 _CONSISTENCY_SCENARIOS = ("concurrent_operations", "database_stress", "server_registration_focused")
-
-
-@dataclass(frozen=True)
-class Finding:
-    name: str  # short, stable: the JUnit test name
-    status: Status  # PASS: as intended · WARN: worth a look · FAIL: the scenario's question says no · SKIP
-    text: str  # one line with the figures
-    advice: str = ""  # a recommendation when the status is not PASS
 
 
 def critical_limits(checks: Sequence[CheckResult]) -> tuple[float, float]:

@@ -27,7 +27,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Literal
 
 from ci_perf.errors import ConfigError
-from ci_perf.model import CheckResult, Direction, EndpointStats, Evaluation, RunResult, Status
+from ci_perf.model import CheckResult, Direction, EndpointStats, Evaluation, RunResult, Status, min_samples
 from ci_perf.scenarios.catalog import TASKS, Scenario
 
 Kind = Literal["latency", "ratio", "throughput"]
@@ -272,19 +272,32 @@ def _check(
     limit: Limit,
     actual: float | None,
     why: str = "not measured",
+    samples: int | None = None,
 ) -> CheckResult:
+    """One check. `samples`: the successful requests a latency figure stands on; below min_samples the
+    check is NO_DATA ("not enough requests"), neither a pass nor a failure."""
     unit = UNITS[kind]
     levels = (
         f"target {limit_text(limit.target, unit, direction)}, critical {limit_text(limit.critical, unit, direction)}"
     )
-    if actual is None:
+    # endpoint scopes ("GET /x") start with the upper-case method; other scopes are lower case
+    where = f" of {scope}" if scope not in name and " " in scope and scope[0].isupper() else ""
+    need = min_samples(metric)
+    if samples is not None and samples < need:
+        status, actual = Status.NO_DATA, None
+        message = (
+            f"{name}{where}: not enough requests (n={samples} successful; {metric.removesuffix('_ms')} needs {need})"
+            if samples
+            else f"{name}{where}: no successful request to measure"
+        )
+    elif actual is None:
         status, message = Status.SKIP, f"{name}: {why} ({levels})"
     else:
         status = judge(actual, limit, direction)
-        # endpoint scopes ("GET /x") start with the upper-case method; other scopes are lower case
-        where = f" of {scope}" if scope not in name and " " in scope and scope[0].isupper() else ""
         message = f"{name}{where} is {format_value(actual, unit)} ({levels})"
-    return CheckResult(name, metric, scope, unit, direction, limit.target, limit.critical, actual, status, message)
+    return CheckResult(
+        name, metric, scope, unit, direction, limit.target, limit.critical, actual, status, message, samples
+    )
 
 
 def _measure(stats: EndpointStats, attribute: str) -> float | None:
@@ -292,6 +305,11 @@ def _measure(stats: EndpointStats, attribute: str) -> float | None:
         return None
     value = float(getattr(stats, attribute))
     return stats.failures * 100 / stats.requests if attribute == "error_rate" else value
+
+
+def _samples(stats: EndpointStats, attribute: str) -> int | None:
+    """Latency figures stand on the successful requests (failures are judged by the error rate)."""
+    return stats.successes if attribute.endswith("_ms") and stats.requests else None
 
 
 def _in_group(result: RunResult, patterns: tuple[str, ...]) -> list[EndpointStats]:
@@ -328,6 +346,7 @@ def _builtin(
                 limit,
                 _measure(result.total, spec.metric),
                 "no requests were made",
+                _samples(result.total, spec.metric),
             )
         ]
     if spec.where == "db":
@@ -375,7 +394,17 @@ def _builtin(
             )
         ]
     return [
-        _check(spec.name, spec.metric, e.key, spec.kind, spec.direction, limit, _measure(e, spec.metric), "no requests")
+        _check(
+            spec.name,
+            spec.metric,
+            e.key,
+            spec.kind,
+            spec.direction,
+            limit,
+            _measure(e, spec.metric),
+            "no requests",
+            _samples(e, spec.metric),
+        )
         for e in members
     ]
 
@@ -407,6 +436,7 @@ def _endpoint_checks(rule: EndpointRule, result: RunResult) -> list[CheckResult]
             rule.limit,
             _measure(e, attribute),
             "no requests",
+            _samples(e, attribute),
         )
         for e in members
     ]

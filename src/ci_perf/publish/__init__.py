@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from ci_perf.model import Change, Outcome, Status
+from ci_perf.model import Change, Outcome
 from ci_perf.publish.api import PublishStatus
 from ci_perf.publish.github import Annotation
 
@@ -58,7 +58,7 @@ def publish_outcome(
             summary="" if comment_only else None,
             digest=digest,
             outputs=None if comment_only else outputs_for(outcome, written),
-            annotations=() if comment_only else annotations_for(outcome, settings.fail_on_regression),
+            annotations=() if comment_only else annotations_for(outcome),
             comment=settings.comment,
         )
     print(f"ci-perf: {target}: {status.detail}", file=sys.stderr, flush=True)
@@ -70,7 +70,7 @@ def outputs_for(outcome: Outcome, written: Mapping[str, Path]) -> dict[str, str]
     total = outcome.result.total
     regressions = outcome.comparison.regressions if outcome.comparison else ()
     out = {
-        "status": outcome.evaluation.status.value,
+        "status": outcome.verdict.status,
         "p95": f"{total.p95_ms:g}",
         "error-rate": f"{total.error_rate:.6g}",
         "rps": f"{total.rps:.6g}",
@@ -83,17 +83,13 @@ def outputs_for(outcome: Outcome, written: Mapping[str, Path]) -> dict[str, str]
     return out
 
 
-def annotations_for(outcome: Outcome, fail_on_regression: bool) -> list[Annotation]:
-    out: list[Annotation] = []
-    for c in outcome.evaluation.checks:
-        if c.status in (Status.FAIL, Status.WARN):
-            level: Literal["error", "warning"] = "error" if c.status is Status.FAIL else "warning"
-            text = c.message or f"{c.name}: {c.actual} {c.unit} (target {c.target} {c.unit})"
-            out.append(Annotation(level, text, "ci-perf threshold"))
-    for d in outcome.comparison.regressions if outcome.comparison else ():
-        msg = f"{d.endpoint} {d.metric} degraded {d.delta_pct or 0:+.1f}% (p={d.p_value or 0:.3g})"
-        out.append(Annotation("error" if fail_on_regression else "warning", msg, "ci-perf regression"))
-    return out
+def annotations_for(outcome: Outcome) -> list[Annotation]:
+    """One annotation per item of the verdict: failures as errors, warnings as warnings."""
+    titles = {"threshold": "ci-perf threshold", "finding": "ci-perf finding", "regression": "ci-perf regression",
+              "infra": "ci-perf run", "data": "ci-perf data"}  # fmt: skip
+    return [
+        Annotation("error" if i.level == "fail" else "warning", i.text, titles[i.kind]) for i in outcome.verdict.items
+    ]
 
 
 def _markdown(outcome: Outcome, written: Mapping[str, Path]) -> str:
@@ -106,7 +102,7 @@ def _markdown(outcome: Outcome, written: Mapping[str, Path]) -> str:
 def _fallback_markdown(outcome: Outcome) -> str:
     """Used only when no markdown report was rendered: the verdicts, plainly."""
     m = outcome.result.meta
-    lines = [f"### ci-perf: {m.scenario} ({m.tool}): {outcome.evaluation.status.value}"]
+    lines = [f"### ci-perf: {m.scenario} ({m.tool}): {outcome.verdict.status}: {outcome.verdict.headline}"]
     if outcome.comparison:
         bad = [d for d in outcome.comparison.deltas if d.change in (Change.DEGRADED, Change.IMPROVED)]
         lines += [f"- {d.endpoint} {d.metric}: {d.change.value} ({d.delta_pct or 0:+.1f}%)" for d in bad]

@@ -36,12 +36,9 @@ RENDERERS: dict[str, Renderer] = {
 }
 
 
-def render_all(
-    outcome: Outcome, *, fail_on_regression: bool = False, links: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """{file name: content} for every report of one run; the options reach the renderers that use them."""
+def render_all(outcome: Outcome, *, links: Mapping[str, str] | None = None) -> dict[str, str]:
+    """{file name: content} for every report of one run; links reach the renderers that use them."""
     special: dict[str, Renderer] = {
-        JUNIT_XML: lambda o: render_junit(o, fail_on_regression=fail_on_regression),
         COMMENT_MD: lambda o: render_comment(o, links or {}),
         SUMMARY_MD: lambda o: render_summary(o, links or {}),
     }

@@ -14,7 +14,9 @@ from typing import Any
 from ci_perf.model import Change, Comparison, MetricDelta, Outcome, Status, Window
 from ci_perf.reports.common import (
     CHANGE_ICON,
+    HEADLINE_ICON,
     STATUS_ICON,
+    check_actual,
     delta_endpoint,
     delta_pct,
     delta_value,
@@ -23,7 +25,6 @@ from ci_perf.reports.common import (
     endpoint_label,
     escape_md,
     fit_table,
-    format_value,
     headline_reason,
     limit_text,
     metric_label,
@@ -33,12 +34,10 @@ from ci_perf.reports.common import (
     shorten,
     sorted_endpoints,
 )
-from ci_perf.reports.findings import scenario_findings
 from ci_perf.reports.mdparts import ENDPOINT_HEADER, check_metric, endpoint_rows
 
 GITHUB_LIMIT = 65536
 MORE = "… {n} more rows in the full report"
-_HEADLINE = {Status.FAIL: "❌ failed", "regressed": "📉 regressed", Status.PASS: "✅ passed"}
 _COMPACT_METRICS = ("p50", "p95", "p99", "rps", "error_rate")
 _CHANGE_ORDER = {Change.DEGRADED: 0, Change.IMPROVED: 1, Change.INCONCLUSIVE: 2, Change.UNCHANGED: 3}
 
@@ -53,7 +52,7 @@ def _headline(outcome: Outcome) -> str:
     meta = outcome.result.meta
     verdict, why = headline_reason(outcome)
     name = escape_md(shorten(f"{meta.scenario} ({meta.tool})", 120))
-    return f"### {_HEADLINE[verdict]}: {name} — {escape_md(why)}"
+    return f"### {HEADLINE_ICON[verdict]}: {name} — {escape_md(why)}"
 
 
 def _meta_line(outcome: Outcome) -> str:
@@ -83,7 +82,7 @@ def _thresholds(outcome: Outcome, budget: int) -> str:
     rows = [
         [
             check_metric(c),
-            format_value(c.actual, c.unit),
+            check_actual(c),
             limit_text(c.target, c.unit, c.direction),
             limit_text(c.critical, c.unit, c.direction),
             STATUS_ICON[c.status],
@@ -97,7 +96,7 @@ def _thresholds(outcome: Outcome, budget: int) -> str:
 
 
 def _check_order(check: Any) -> int:
-    return {Status.FAIL: 0, Status.WARN: 1, Status.PASS: 2, Status.SKIP: 3}[check.status]
+    return {Status.FAIL: 0, Status.WARN: 1, Status.PASS: 2, Status.NO_DATA: 3, Status.SKIP: 4}[check.status]
 
 
 def _delta_row(d: MetricDelta) -> list[str]:
@@ -192,7 +191,7 @@ def _method(comparison: Comparison | None, budget: int) -> str:
 
 def _findings(outcome: Outcome, budget: int) -> str:
     """What the scenario is for (breaking point, leak, recovery...), one line each."""
-    items = [f"- {STATUS_ICON[f.status].split()[0]} {escape_md(f.text)}" for f in scenario_findings(outcome)]
+    items = [f"- {STATUS_ICON[f.status].split()[0]} {escape_md(f.text)}" for f in outcome.findings]
     text = "**Findings**\n\n" + "\n".join(items) if items else ""
     return text if len(text) <= budget else ""
 

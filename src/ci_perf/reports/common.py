@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ci_perf.model import AGGREGATE, Change, EndpointStats, MetricDelta, Outcome, RunMeta, Status, Window
+from ci_perf.model import AGGREGATE, Change, CheckResult, EndpointStats, MetricDelta, Outcome, RunMeta, Status, Window
 from ci_perf.thresholds import format_value, limit_text
 
 __all__ = ["format_value", "limit_text"]
@@ -15,6 +15,15 @@ STATUS_ICON: dict[Status, str] = {
     Status.WARN: "⚠️ WARN",
     Status.FAIL: "❌ FAIL",
     Status.SKIP: "➖ not measured",
+    Status.NO_DATA: "❔ not enough data",
+}
+HEADLINE_ICON: dict[str, str] = {
+    "pass": "✅ passed",
+    "warn": "⚠️ passed with warnings",
+    "regressed": "📉 regressed",
+    "fail": "❌ failed",
+    "no_data": "❔ not enough data",
+    "error": "💥 broke",
 }
 CHANGE_ICON: dict[Change, str] = {
     Change.DEGRADED: "🔴 degraded",
@@ -37,6 +46,13 @@ METRIC_LABEL: dict[str, tuple[str, str]] = {
     "rps": ("req/s", "req/s"),
     "error_rate": ("error rate", "%"),
 }
+
+
+def check_actual(check: CheckResult) -> str:
+    """The Actual cell of a check: its value, or how few successful requests it had to stand on."""
+    if check.status is Status.NO_DATA:
+        return f"n={check.samples}" if check.samples else "no successes"
+    return format_value(check.actual, check.unit)
 
 
 def metric_label(metric: str) -> str:
@@ -86,40 +102,12 @@ def delta_endpoint(key: str) -> str:
     return "All requests" if key == AGGREGATE else key
 
 
-def headline_reason(outcome: Outcome, limit: int = 80) -> tuple[Status | str, str]:
-    """Overall verdict ('fail', 'regressed', 'pass') and why, in a few words (names are shortened)."""
-    failed = [c for c in outcome.evaluation.checks if c.status is Status.FAIL]
-    regressions = outcome.comparison.regressions if outcome.comparison else ()
-    if failed:
-        first = failed[0]
-        why = (
-            f"{shorten(first.name, limit)} {format_value(first.actual, first.unit)} "
-            f"breaches critical {limit_text(first.critical, first.unit, first.direction)}"
-        )
-        more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
-        moved = f"; {len(regressions)} metric(s) regressed" if regressions else ""
-        return Status.FAIL, why + more + moved
-    from ci_perf.reports.findings import scenario_findings  # findings imports this module
-
-    bad = [f for f in scenario_findings(outcome) if f.status is Status.FAIL]
-    if bad:
-        return Status.FAIL, shorten(bad[0].text, limit) + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else "")
-    if regressions:
-        worst = min(regressions, key=_headline_order)
-        why = f"{metric_label(worst.metric)} of {shorten(delta_endpoint(worst.endpoint), limit)} {delta_pct(worst)}"
-        more = f" (+{len(regressions) - 1} more)" if len(regressions) > 1 else ""
-        return "regressed", f"{why} vs baseline{more}"
-    warned = sum(c.status is Status.WARN for c in outcome.evaluation.checks)
-    return Status.PASS, f"{warned} warning(s)" if warned else "all thresholds met"
-
-
-_METRIC_ORDER = {"p95": 0, "p99": 1, "p50": 2, "error_rate": 3, "rps": 4}
-
-
-def _headline_order(d: MetricDelta) -> tuple[int, bool, float]:
-    """The regression a reader should see first: p95 before other metrics, a named endpoint before the
-    aggregate (it says where to look), then the biggest change."""
-    return (_METRIC_ORDER.get(d.metric, 9), d.endpoint == AGGREGATE, -abs(d.delta_pct or 0))
+def headline_reason(outcome: Outcome, limit: int = 120) -> tuple[str, str]:
+    """The verdict for a headline: its status ("regressed" for a warning that is a regression) and why,
+    shortened to `limit` characters."""
+    verdict = outcome.verdict
+    regressed = verdict.status == "warn" and any(i.kind == "regression" for i in verdict.warnings)
+    return ("regressed" if regressed else verdict.status), shorten(verdict.headline, limit)
 
 
 def shorten(text: str, limit: int) -> str:

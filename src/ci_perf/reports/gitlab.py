@@ -65,7 +65,7 @@ def render_load_performance(outcome: Outcome) -> str:
 
 # --- OpenMetrics ---------------------------------------------------------------------------------
 
-_STATUS_VALUE = {Status.PASS: 0, Status.WARN: 1, Status.FAIL: 2, Status.SKIP: -1}
+_STATUS_VALUE = {Status.PASS: 0, Status.WARN: 1, Status.FAIL: 2, Status.SKIP: -1, Status.NO_DATA: -1}
 _ENDPOINT_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("requests", "requests", "requests made"),
     ("failures", "failures", "requests that failed"),

@@ -8,17 +8,18 @@ from html import escape
 from importlib import resources
 from string import Template
 
+from ci_perf.advice import findings, recommendations
 from ci_perf.model import Comparison, EndpointStats, Outcome, RunMeta, Window
 from ci_perf.reports import system as system_report
 from ci_perf.reports.common import (
     CHANGE_ICON,
     STATUS_ICON,
+    check_actual,
     delta_endpoint,
     delta_pct,
     delta_value,
     duration,
     endpoint_label,
-    format_value,
     headline_reason,
     limit_text,
     metric_label,
@@ -28,7 +29,6 @@ from ci_perf.reports.common import (
     run_date,
     sorted_endpoints,
 )
-from ci_perf.reports.findings import findings, recommendations
 from ci_perf.reports.svg import Series, line_chart
 
 Cell = tuple[str, str]  # (text, css class); text is escaped when rendered
@@ -66,7 +66,7 @@ def _thresholds(outcome: Outcome) -> str:
             [
                 (c.name, "name"),
                 (c.scope, "name"),
-                (format_value(c.actual, c.unit), ""),
+                (check_actual(c), ""),
                 (limit_text(c.target, c.unit, c.direction), ""),
                 (limit_text(c.critical, c.unit, c.direction), ""),
                 (STATUS_ICON[c.status], f"status-{c.status.value}"),

@@ -1,15 +1,17 @@
-"""JUnit XML: one test case per threshold check, and one per baseline delta that moved.
+"""JUnit XML: one test case per threshold check, per finding, and per baseline delta that moved; an
+error case when the run broke (Outcome.infra).
 
 A critical breach is a failure; a warning passes (CI systems have no "warning" result) but carries
-status="warn" and a WARN line in system-out; a check that was not measured is skipped. A degraded
-metric fails only when the caller gates on regressions (fail_on_regression).
+status="warn" and a WARN line in system-out; a check that was not measured is skipped, and so is one
+with too few samples, except when its endpoint had no successful request at all (a failure). A
+degraded metric fails only when the run gates on regressions (Outcome.gating).
 """
 
 from __future__ import annotations
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
-from ci_perf.model import Change, CheckResult, MetricDelta, Outcome, Status
+from ci_perf.model import Change, CheckResult, Finding, Infra, MetricDelta, Outcome, Status
 from ci_perf.reports.common import (
     delta_endpoint,
     delta_pct,
@@ -17,8 +19,6 @@ from ci_perf.reports.common import (
     duration,
     metric_label,
 )
-from ci_perf.reports.findings import scenario_findings
-from ci_perf.scenario_findings import Finding
 
 
 def _check_case(check: CheckResult, classname: str) -> TestCase:
@@ -28,6 +28,10 @@ def _check_case(check: CheckResult, classname: str) -> TestCase:
     text = check.message  # carries the measured value, the target and the critical level
     if check.status is Status.FAIL:
         case.add_failure_info(message=f"critical breach: {check.message}", output=text, failure_type="threshold")
+    elif check.status is Status.NO_DATA and check.samples == 0:
+        case.add_failure_info(message=check.message, output=text, failure_type="no-data")
+    elif check.status is Status.NO_DATA:
+        case.add_skipped_info(message=check.message)
     elif check.status is Status.SKIP:
         case.add_skipped_info(message=f"not measured: {check.message}")
     elif check.status is Status.WARN:
@@ -67,20 +71,29 @@ def _finding_case(finding: Finding, classname: str) -> TestCase:
     return case
 
 
-def render_junit(outcome: Outcome, fail_on_regression: bool = False) -> str:
+def _infra_case(infra: Infra, classname: str) -> TestCase:
+    """The run broke: one error case naming the stage and what broke, so a red job shows why."""
+    case = TestCase(f"run: {infra.stage}", classname=classname, status="error")
+    case.add_error_info(message=infra.message, output=infra.message, error_type=infra.stage)
+    return case
+
+
+def render_junit(outcome: Outcome) -> str:
     meta = outcome.result.meta
     classname = f"ci-perf.{meta.scenario}.{meta.tool}"
-    cases = [_check_case(c, classname) for c in outcome.evaluation.checks]
+    fail_on_regression = outcome.gating.fail_on_regression
+    cases = [_infra_case(outcome.infra, classname)] if outcome.infra else []
+    cases += [_check_case(c, classname) for c in outcome.evaluation.checks]
     properties = {
         "scenario": meta.scenario,
         "tool": f"{meta.tool} {meta.tool_version}",
         "users": str(meta.users),
         "duration": duration(meta.duration_s),
         "host": meta.host,
-        "status": outcome.evaluation.status.value,
-        "warnings": "; ".join(c.name for c in outcome.evaluation.checks if c.status is Status.WARN) or "none",
+        "status": outcome.verdict.status,
+        "warnings": "; ".join(i.text for i in outcome.verdict.warnings) or "none",
     }
-    cases += [_finding_case(f, f"{classname}.findings") for f in scenario_findings(outcome)]
+    cases += [_finding_case(f, f"{classname}.findings") for f in outcome.findings]
     if outcome.comparison:
         moved = [d for d in outcome.comparison.deltas if d.change in (Change.DEGRADED, Change.IMPROVED)]
         cases += [_delta_case(d, f"{classname}.baseline", fail_on_regression) for d in moved]

@@ -3,6 +3,7 @@ reports.comment) the sticky pull-request comment and the job summary."""
 
 from __future__ import annotations
 
+from ci_perf.advice import findings, recommendations
 from ci_perf.model import CheckResult, Outcome, RunMeta
 from ci_perf.reports.comment import comment_marker, render_comment, render_summary
 from ci_perf.reports.common import (
@@ -10,14 +11,13 @@ from ci_perf.reports.common import (
     REPORT_HTML,
     RESULTS_JSON,
     STATUS_ICON,
+    check_actual,
     duration,
     escape_md,
-    format_value,
     limit_text,
     md_table,
     run_date,
 )
-from ci_perf.reports.findings import findings, recommendations
 from ci_perf.reports.mdparts import ENDPOINT_HEADER, check_metric, comparison_section, endpoint_rows
 from ci_perf.reports.system import render_markdown as render_system
 
@@ -44,7 +44,7 @@ def _summary(checks: tuple[CheckResult, ...]) -> str:
         [
             check_metric(c),
             f"{limit_text(c.target, c.unit, c.direction)} (critical {limit_text(c.critical, c.unit, c.direction)})",
-            format_value(c.actual, c.unit),
+            check_actual(c),
             STATUS_ICON[c.status],
         ]
         for c in checks

@@ -1,4 +1,5 @@
-"""Key findings and recommendations, derived from the numbers with the seed's Bottleneck Analysis.
+"""Key findings and recommendations, derived from the numbers with the seed's Bottleneck Analysis;
+each recommendation cites the measurement behind it.
 
 Returned as plain-text items (no markup) so the markdown and HTML renderers escape them their way.
 """
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 from ci_perf.model import CheckResult, EndpointStats, Outcome, Status
 from ci_perf.reports import system
 from ci_perf.reports.common import delta_endpoint, delta_pct, metric_label, ms, sorted_endpoints
-from ci_perf.scenario_findings import Finding, for_run
 
 _SERVER_ERROR = re.compile(r"\b5\d\d\b")
 _RATE_LIMITED = re.compile(r"\b429\b|too many requests", re.IGNORECASE)
@@ -78,7 +78,7 @@ def findings(outcome: Outcome) -> list[str]:
                 for d in outcome.comparison.regressions
             )
         )
-    items += [f.text for f in scenario_findings(outcome)]
+    items += [f.text for f in outcome.findings]
     items += system.summary_lines(outcome.system)
     items += _scale_out_lines(result.meta.labels)
     return items
@@ -99,11 +99,6 @@ def _scale_out_lines(labels: dict[str, str]) -> list[str]:
             "totals cover the other shards only"
         )
     return out
-
-
-def scenario_findings(outcome: Outcome) -> list[Finding]:
-    """What the scenario is for (breaking point, recovery, leaks, 429 onset, consistency), judged."""
-    return for_run(outcome.result, outcome.system, outcome.evaluation.checks)
 
 
 def _breached(outcome: Outcome, prefix: str) -> bool:
@@ -171,7 +166,7 @@ def recommendations(outcome: Outcome) -> list[str]:
             + ": review what this change does on those endpoints' code paths before merging; "
             "do not save this run as the new baseline"
         )
-    out += [f.advice for f in scenario_findings(outcome) if f.advice and f.status is not Status.PASS]
+    out += [f.advice for f in outcome.findings if f.advice and f.status is not Status.PASS]
     out += system.advice(outcome.system)
     if not out:
         out.append("No bottleneck identified: keep this run as the baseline and track trends over time")

@@ -1,0 +1,98 @@
+"""Every finding of one run, computed once in the evaluate stage and stored in the Outcome: first what
+went wrong with the run as such (nothing succeeded, an endpoint never succeeded, every policy decision
+a deny), then what its scenario is for (ci_perf.scenario_findings). Reports only render them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from ci_perf.model import CheckResult, EndpointStats, ErrorCount, Finding, RunResult, Status
+from ci_perf.observe.model import SystemMetrics
+from ci_perf.scenario_findings import for_run
+
+_STATUS = re.compile(r"^HTTP (\d{3})")
+
+# What to check first for the most common failure, by its HTTP status (or "connection").
+_FIRST_LOOK = {
+    "401": "the API refused the credentials: check that the token is signed with the API's secret "
+    "(auth.jwt secret_env, SECRET_KEY and JWT_SECRET_KEY alike) or that CI_PERF_BEARER_TOKEN is valid",
+    "403": "the API refused the caller: check the token's role (auth.jwt role) and, for writes, the CSRF "
+    "setting (auth.csrf)",
+    "404": "the paths do not exist on this API: check --host and that the scenario fits the API's version",
+    "422": "the API rejected the payloads: check that the scenario fits the API's version",
+    "429": "the API rate-limited the load: raise its limit for the load test or set RATE_LIMIT_ENABLED=false",
+    "5xx": "the API failed on the server side: read its log (logs/api.log in the report folder)",
+    "connection": "the API did not answer: check that it is up and --host points at it",
+}
+
+
+def findings_for(result: RunResult, system: SystemMetrics | None, checks: Sequence[CheckResult]) -> tuple[Finding, ...]:
+    return (*run_health(result), *for_run(result, system, checks))
+
+
+def run_health(result: RunResult) -> list[Finding]:
+    total = result.total
+    if total.requests == 0:
+        return [
+            Finding(
+                "No requests",
+                Status.FAIL,
+                "The load tool made no requests: there is nothing to judge",
+                "check the tool's log in the report folder (raw/) and that the scenario's users and duration "
+                "are above zero",
+            )
+        ]
+    if total.successes == 0:
+        return [_never_succeeded("No successful request", "Every one", total, result)]
+    out = [
+        _never_succeeded(f"Endpoint failed [{e.key}]", f"{e.key}: every one", e, result)
+        for e in result.endpoints
+        if e.requests and not e.successes
+    ]
+    denied = all_denied(result)
+    if denied is not None:
+        out.append(denied)
+    return out
+
+
+def most_common(stats: EndpointStats, result: RunResult) -> ErrorCount | None:
+    errors = stats.errors or (result.total.errors if stats is result.total else ())
+    return max(errors, key=lambda e: e.occurrences, default=None)
+
+
+def _never_succeeded(name: str, subject: str, stats: EndpointStats, result: RunResult) -> Finding:
+    top = most_common(stats, result)
+    text = f"{subject} of {stats.requests:,} requests failed"
+    if top is not None:
+        text += f"; most common: {top.error} (×{top.occurrences:,})"
+    return Finding(name, Status.FAIL, text, first_look(top.error if top else ""))
+
+
+def first_look(error: str) -> str:
+    """What to check first for a failure text (C2 texts: "HTTP 401: body", "connection error: ...")."""
+    m = _STATUS.match(error)
+    if m:
+        code = m.group(1)
+        return _FIRST_LOOK.get(code) or (_FIRST_LOOK["5xx"] if code.startswith("5") else "")
+    if error.startswith("connection error"):
+        return _FIRST_LOOK["connection"]
+    return "read the failure texts in the report's error table" if error else ""
+
+
+def all_denied(result: RunResult) -> Finding | None:
+    """Every policy decision a deny, also for requests built to be allowed: SARK fails closed when its
+    policy engine is down, so an outage looks like fast, successful denies."""
+    decisions = result.decisions or {}
+    denies = decisions.get("deny", 0)
+    if not denies or decisions.get("allow", 0):
+        return None
+    return Finding(
+        "Policy decisions",
+        Status.FAIL,
+        f"Every policy decision was deny ({denies:,} of {sum(decisions.values()):,}), also for requests built "
+        "to be allowed: the policy engine is likely down or unreachable (SARK fails closed)",
+        "check OPA_URL and the policy service's log (logs/opa.log in the report folder); SARK answers deny "
+        "when it cannot reach OPA",
+    )
