@@ -21,7 +21,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from ci_perf.observe.resources import ProcessTree
-from ci_perf.reports.findings import scenario_findings
 from ci_perf.reports.system import summary_lines
 from observed_run import observed_run
 
@@ -52,7 +51,7 @@ def main() -> None:
     print(f"\nexit code {code}; reports in {folder}")
     for line in summary_lines(outcome.system):
         print("  " + line)
-    for f in scenario_findings(outcome):
+    for f in list(outcome.findings):
         print(f"  [{f.status.value}] {f.text}")
     print(f"  sampler tick on one process tree: {tick_cost_ms(os.getpid()):.2f} ms")
 
