@@ -118,5 +118,5 @@ def test_action_fails_on_injected_regression(passing_run: ActRun, act_tmp: Path)
     assert "Job failed" in run.log, run.explain()
     out = run.outputs
     assert int(out.get("regressions") or 0) > 0, f"no regression reported: {out}\n{run.explain()}"
-    assert "REGRESSED" in run.log, run.explain()
+    assert out.get("status") == "fail" and "vs baseline" in run.log, f"{out}\n{run.explain()}"
     assert Path(out["junit"]).is_file()

@@ -99,8 +99,31 @@ def test_critical_breach_exits_1_with_a_junit_failure(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(10)
     assert run.returncode == 1, run.stderr + run.stdout
-    assert "FAILED thresholds: API p95" in run.stdout
+    assert "ci-perf: smoke_test/k6: fail: " in run.stdout and "API p95" in run.stdout, run.stdout
     failures = [
         tc.get("name") for tc in ET.parse(tmp_path / "junit.xml").iter("testcase") if tc.find("failure") is not None
     ]
     assert "API p95" in failures
+
+
+def test_a_run_that_breaks_still_reports_why(tmp_path: Path) -> None:
+    """Exit 3 from a stack that never came up still leaves JUnit (an error case), the summary and the
+    comment, each naming what broke with the service's own last words."""
+    run = ci_perf(
+        "run", "--scenario", "smoke_test", "--backend", "local", "--users", "2", "--duration", "5s",
+        "--api-command", "echo api-boom-marker; exit 3", "--report-dir", str(tmp_path),
+    )  # fmt: skip
+    assert run.returncode == 3, run.stderr + run.stdout
+    assert "exited before becoming healthy" in run.stderr and "Traceback" not in run.stderr
+    cases = list(ET.parse(tmp_path / "junit.xml").iter("testcase"))
+    assert [c.get("name") for c in cases] == ["run: stack"]
+    error = cases[0].find("error")
+    assert error is not None and "api-boom-marker" in (error.text or "")
+    for name in ("comment.md", "summary.md"):
+        text = (tmp_path / name).read_text()
+        assert "💥 broke" in text and "What broke" in text and "api-boom-marker" in text, name
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["verdict"]["status"] == "error" and results["verdict"]["exit_code"] == 3
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert SECRET not in path.read_text(errors="replace"), path

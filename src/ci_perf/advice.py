@@ -46,6 +46,8 @@ def _checks(outcome: Outcome, *statuses: Status) -> list[CheckResult]:
 
 def findings(outcome: Outcome) -> list[str]:
     """Numbered 'Key Findings' as in the seed's report template: performance, bottlenecks, errors."""
+    if outcome.infra is not None:
+        return [f"The run broke ({outcome.infra.stage}) before it measured anything: {_first_line(outcome)}"]
     result = outcome.result
     failed, warned = _checks(outcome, Status.FAIL), _checks(outcome, Status.WARN)
     if failed:
@@ -123,6 +125,8 @@ def _latency_creeps(outcome: Outcome) -> bool:
 
 def recommendations(outcome: Outcome) -> list[str]:
     """Advice from the seed's Bottleneck Analysis, Troubleshooting and Optimization Tips."""
+    if outcome.infra is not None:
+        return [f"Fix what broke first ({outcome.infra.stage}); its message and the service logs (logs/) say how"]
     out: list[str] = []
     endpoints = outcome.result.endpoints
     slow_db = [e.key for e in endpoints if _DB_HEAVY.search(e.name) and e.p95_ms >= 100 and e.requests]
@@ -168,6 +172,13 @@ def recommendations(outcome: Outcome) -> list[str]:
         )
     out += [f.advice for f in outcome.findings if f.advice and f.status is not Status.PASS]
     out += system.advice(outcome.system)
-    if not out:
-        out.append("No bottleneck identified: keep this run as the baseline and track trends over time")
+    if not out and outcome.verdict.status == "pass" and not outcome.result.total.failures:
+        out.append("No bottleneck identified: a clean run, fit to keep as the baseline and to track trends with")
+    elif not out:
+        out.append(f"No bottleneck identified from the measurements; the verdict is {outcome.verdict.status}: "
+                   f"{outcome.verdict.headline}")  # fmt: skip
     return out
+
+
+def _first_line(outcome: Outcome) -> str:
+    return outcome.infra.message.splitlines()[0] if outcome.infra and outcome.infra.message else ""

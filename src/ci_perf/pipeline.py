@@ -24,8 +24,8 @@ from ci_perf import presets
 from ci_perf.analysis import findings_for
 from ci_perf.auth import Auth, mask
 from ci_perf.config import Settings
-from ci_perf.errors import ConfigError, ResultError
-from ci_perf.model import Comparison, Gating, Outcome, RunMeta, RunResult
+from ci_perf.errors import CiPerfError, ConfigError, ResultError, RunnerError, ServiceError
+from ci_perf.model import AGGREGATE, Comparison, EndpointStats, Evaluation, Gating, Infra, Outcome, RunMeta, RunResult
 from ci_perf.observe import SystemMetrics, SystemSampler, Targets, targets_for
 from ci_perf.parsers import get_parser
 from ci_perf.probe import HealthProbe, wait_for_health
@@ -319,17 +319,50 @@ def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
     auth = auth_for(settings, env, plan)
     config = stack_config(settings, auth.api_key, jwt_secret=plan[1] if plan else "")
     settings.report_dir.mkdir(parents=True, exist_ok=True)
-    with (
-        sigterm_as_interrupt(),
-        running_stack(config) as info,
-        minted_tokens(plan, scenario, config.run_id, auth) as auth,
-    ):
-        result, system = run_load(settings, scenario, info.base_url, auth, targets_for(info, env))
+    try:
+        with (
+            sigterm_as_interrupt(),
+            running_stack(config) as info,
+            minted_tokens(plan, scenario, config.run_id, auth) as auth,
+        ):
+            result, system = run_load(settings, scenario, info.base_url, auth, targets_for(info, env))
+    except CiPerfError as exc:  # the run broke: still report why, then fail with the error's one line
+        broken = broken_outcome(settings, scenario, exc)
+        written = write_outputs(broken, settings.report_dir, auth.secrets())
+        publish(broken, settings, written, env)
+        raise
     outcome = evaluate(settings, scenario, result, system)
     written = write_outputs(outcome, settings.report_dir, auth.secrets())
     publish(outcome, settings, written, env)
     print_verdict(outcome, settings.report_dir, written)
     return outcome.verdict.exit_code
+
+
+# Which stage broke, by the error's type (ci_perf.errors): for the JUnit error case and the headline.
+_STAGES: dict[type[CiPerfError], str] = {ServiceError: "stack", RunnerError: "load", ResultError: "results",
+                                          ConfigError: "config"}  # fmt: skip
+
+
+def broken_outcome(settings: Settings, scenario: Scenario, exc: CiPerfError) -> Outcome:
+    """An Outcome with no load results and the error as its Infra: the reports and the comment say
+    what broke (the message carries a service's last log lines) instead of nothing at all."""
+    meta = RunMeta(
+        scenario=scenario.name,
+        tool=settings.tool,
+        tool_version="",
+        users=scenario.users,
+        spawn_rate=scenario.spawn_rate,
+        duration_s=float(scenario.duration_s),
+        host=public_host(settings.host) if settings.host else "",
+    )
+    nothing = EndpointStats("", AGGREGATE, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    stage = next((name for kind, name in _STAGES.items() if isinstance(exc, kind)), "run")
+    return Outcome(
+        result=RunResult(meta, nothing, ()),
+        evaluation=Evaluation(),
+        gating=gating_for(settings),
+        infra=Infra(exc.exit_code, stage, str(exc)),
+    )
 
 
 def print_verdict(outcome: Outcome, report_dir: Path, written: Mapping[str, Path]) -> None:

@@ -196,10 +196,24 @@ def _findings(outcome: Outcome, budget: int) -> str:
     return text if len(text) <= budget else ""
 
 
+def _broke(outcome: Outcome, budget: int) -> str:
+    """A run that broke has no results to show: what broke, with the log lines its error carries."""
+    assert outcome.infra is not None
+    message = outcome.infra.message.replace("~~~~", "~ ~ ~ ~")[: max(0, budget - 300)]
+    return (
+        f"**What broke** ({escape_md(outcome.infra.stage)}, exit {outcome.infra.exit_code})\n\n"
+        f"~~~~text\n{message}\n~~~~\n\n"
+        "No load results were measured; the report folder keeps each service's log (logs/)."
+    )
+
+
 def _body(outcome: Outcome, links: Mapping[str, str], max_chars: int, fixed: list[str]) -> str:
     """Fill the budget in priority order, then lay the sections out in reading order."""
     head = [*fixed, _headline(outcome), _meta_line(outcome)]
     tail = _links(links)
+    if outcome.infra is not None:
+        remaining = max_chars - sum(len(p) + 2 for p in [*head, tail]) - 1
+        return "\n\n".join(p for p in [*head, _broke(outcome, remaining), tail] if p)[:max_chars] + "\n"
     remaining = max_chars - sum(len(p) + 2 for p in [*head, tail]) - 1
     built: dict[str, str] = {}
     builders: list[tuple[str, Callable[[int], str]]] = [
