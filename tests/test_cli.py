@@ -75,4 +75,7 @@ def test_health_timeout_is_an_infrastructure_error(tmp_path: Path, capsys: pytes
     err = capsys.readouterr().err
     assert code == 3
     assert "did not answer 200 within 1s" in err and "http://127.0.0.1:9/health/" in err and "Connection refused" in err
-    assert not json.dumps([p.name for p in tmp_path.iterdir()]).count("results.json")
+    # No load ran, yet the run says why in its reports (the verdict is an error, exit 3).
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["verdict"]["status"] == "error" and results["verdict"]["exit_code"] == 3
+    assert results["result"]["total"]["requests"] == 0 and "did not answer 200" in results["infra"]["message"]
