@@ -67,7 +67,8 @@ def _never_succeeded(name: str, subject: str, stats: EndpointStats, result: RunR
     text = f"{subject} of {stats.requests:,} requests failed"
     if top is not None:
         text += f"; most common: {top.error} (×{top.occurrences:,})"
-    return Finding(name, Status.FAIL, text, first_look(top.error if top else ""))
+    look = first_look(top.error if top else "")
+    return Finding(name, Status.FAIL, text, f"{name}: {look}" if look else "")
 
 
 def first_look(error: str) -> str:
@@ -93,6 +94,6 @@ def all_denied(result: RunResult) -> Finding | None:
         Status.FAIL,
         f"Every policy decision was deny ({denies:,} of {sum(decisions.values()):,}), also for requests built "
         "to be allowed: the policy engine is likely down or unreachable (SARK fails closed)",
-        "check OPA_URL and the policy service's log (logs/opa.log in the report folder); SARK answers deny "
-        "when it cannot reach OPA",
+        "Policy decisions: check OPA_URL and the policy service's log (logs/opa.log in the report folder); "
+        "SARK answers deny when it cannot reach OPA",
     )

@@ -166,7 +166,12 @@ def stored_registrations(result: RunResult, system: SystemMetrics | None) -> Fin
                        f"from the database ({c.stored:,} rows added)",
                        "Consistency: registrations answered 201 but not stored; check transactions and "
                        "commit handling under concurrency")  # fmt: skip
-    extra = f"; {c.extra:,} more rows than successful answers (committed, then timed out or failed)" if c.extra else ""
+    extra = (
+        f"; {c.extra:,} more rows than successful answers (likely requests still in flight when the load "
+        "stopped, or answers that failed after the commit)"
+        if c.extra
+        else ""
+    )
     return Finding(
         "Consistency", Status.PASS, f"Consistency: all {c.registered:,} successful registrations are stored{extra}"
     )

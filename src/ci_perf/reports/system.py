@@ -46,11 +46,11 @@ def database_lines(db: DatabaseMetrics | None) -> list[str]:
     if db.query_mean_ms is not None:
         lines.append(f"PostgreSQL: {db.calls:,} queries, mean {db.query_mean_ms:.2f} ms per query (calls-weighted)")
     if db.connections:
+        # One sample's own figures (the busiest: most active, then most open), so its parts add up.
         peak = max(c.total for c in db.connections)
-        # Per state, its own peak: samples are instants, and busy moments are what matter.
-        states = sorted({s for c in db.connections for s in c.by_state})
-        most = ", ".join(f"{max(c.by_state.get(s, 0) for c in db.connections)} {s}" for s in states)
-        lines.append(f"PostgreSQL connections: peak {peak} (most at once by state: {most})")
+        busiest = max(db.connections, key=lambda c: (c.by_state.get("active", 0), c.total))
+        parts = ", ".join(f"{n} {state}" for state, n in sorted(busiest.by_state.items()))
+        lines.append(f"PostgreSQL connections: at most {peak} open; at the busiest sample {parts}")
     if db.servers_before is not None and db.servers_after is not None:
         lines.append(f"Servers table: {db.servers_before:,} → {db.servers_after:,} rows")
     if db.note:
