@@ -55,6 +55,15 @@ def check_actual(check: CheckResult) -> str:
     return format_value(check.actual, check.unit)
 
 
+def percentile_note(meta: RunMeta) -> str:
+    """Locust keeps response times in buckets (1 ms under 100 ms, 10 ms under 1 s, then 100 ms): its
+    percentiles are bucket values, shown never above the measured maximum."""
+    if meta.tool != "locust":
+        return ""
+    return ("Latency figures are over successful requests. Locust's percentiles are bucket values (1 ms steps "
+            "under 100 ms, 10 ms under 1 s, 100 ms above), never shown above the maximum.")  # fmt: skip
+
+
 def metric_label(metric: str) -> str:
     return METRIC_LABEL.get(metric, (metric, ""))[0]
 

@@ -16,6 +16,7 @@ from ci_perf.reports.common import (
     escape_md,
     limit_text,
     md_table,
+    percentile_note,
     run_date,
 )
 from ci_perf.reports.mdparts import ENDPOINT_HEADER, check_metric, comparison_section, endpoint_rows
@@ -64,7 +65,9 @@ def render_report(outcome: Outcome) -> str:
         f"# Performance Test Report - {run_date(meta)}",
         _configuration(meta),
         _summary(outcome.evaluation.checks),
-        "## Endpoints\n\n" + md_table(ENDPOINT_HEADER, endpoint_rows(outcome)),
+        "## Endpoints\n\n"
+        + md_table(ENDPOINT_HEADER, endpoint_rows(outcome))
+        + (f"\n\n{percentile_note(meta)}" if percentile_note(meta) else ""),
         *([render_system(outcome.system)] if outcome.system else []),
         _numbered("Key Findings", findings(outcome)),
         _numbered("Recommendations", recommendations(outcome)),
