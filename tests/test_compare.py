@@ -178,3 +178,19 @@ def test_holm_correction_demotes_marginal_results_across_many_tests() -> None:
     )
     assert [x.change for x in out] == [Change.DEGRADED, Change.INCONCLUSIVE, Change.INCONCLUSIVE, Change.UNCHANGED]
     assert "Holm correction over 4 tests" in out[1].note
+
+
+def test_a_percentile_of_too_few_successful_requests_gets_no_verdict() -> None:
+    from dataclasses import replace as swap
+
+    from synth import run as synth_run
+
+    base, cur = synth_run(1), synth_run(2, shift=0.5)
+    few = swap(cur.endpoints[0], requests=15, failures=0)  # p50/p90 need 10, p95 20, p99 100
+    cur = swap(cur, endpoints=(few, *cur.endpoints[1:]))
+    by = {(d.endpoint, d.metric): d for d in compare(cur, base, source="file:b").deltas}
+    p95 = by[(few.key, "p95")]
+    assert p95.change is Change.INCONCLUSIVE and p95.p_value is None
+    assert p95.note == f"not enough requests (n=15/{base.endpoints[0].successes} successful; p95 needs 20)"
+    assert by[(few.key, "p99")].change is Change.INCONCLUSIVE
+    assert by[(few.key, "p50")].change is Change.DEGRADED  # 15 is enough for a median

@@ -1,7 +1,7 @@
 """Current run against a baseline: per endpoint and metric, a delta and a verdict.
 
 A verdict of DEGRADED (or IMPROVED) needs two things, because CI runners are noisy and a fixed
-percentage alone raises false alarms (DESIGN.md, Baselines and verdicts):
+percentage alone raises false alarms (docs/architecture.md):
 
 - an effect of at least `min_effect` (relative; error rate: `min_error_pp` absolute), and
 - evidence from the samples: a one-sided Mann-Whitney U test on the steady-state per-window values
@@ -32,6 +32,7 @@ from ci_perf.model import (
     RunMeta,
     RunResult,
     Window,
+    min_samples,
 )
 
 MIN_WINDOWS = 5  # per side; below this the U test cannot reach alpha=0.01
@@ -159,6 +160,12 @@ def endpoint_deltas(cur: EndpointStats, base: EndpointStats, cfg: Settings) -> l
     base_w = steady_windows(base.windows, cfg.min_windows)
     out = []
     for m in LATENCY_AND_RPS:
+        need = min_samples(m.name)
+        if min(cur.successes, base.successes) < need:  # a percentile of a handful of requests: no verdict
+            note = f"not enough requests (n={cur.successes}/{base.successes} successful; {m.name} needs {need})"
+            out.append(MetricDelta(cur.key, m.name, m.direction, m.total(base), m.total(cur), Change.INCONCLUSIVE,
+                                   note=note))  # fmt: skip
+            continue
         cur_s = [v for v in map(m.window, cur_w) if v is not None]
         base_s = [v for v in map(m.window, base_w) if v is not None]
         out.append(sample_delta(cur.key, m.name, m.direction, (m.total(base), base_s), (m.total(cur), cur_s), cfg))

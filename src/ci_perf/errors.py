@@ -1,4 +1,4 @@
-"""Errors a user can act on. Each becomes one line on stderr and an exit code (DESIGN.md)."""
+"""Errors a user can act on. Each becomes one line on stderr and an exit code."""
 
 from __future__ import annotations
 
