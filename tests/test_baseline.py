@@ -13,6 +13,8 @@ import pytest
 
 import synth
 from ci_perf import baseline as bl
+from ci_perf.digest import decode_digest as read_digest
+from ci_perf.digest import encode_digest as digest_of
 from ci_perf.errors import ConfigError, ResultError
 from ci_perf.model import Evaluation, Outcome, RunResult
 from ci_perf.publish import github as gh
@@ -173,27 +175,27 @@ def test_file_sources_save_and_show(tmp_path: Path) -> None:
 
 def test_digest_round_trip_and_size() -> None:
     result = synth.run(6, with_histogram=True)
-    digest = bl.encode_digest(result)
+    digest = digest_of(result)
     assert digest.startswith("<!-- ci-perf-digest:") and digest.endswith(" -->") and "--" not in digest[20:-4]
     assert len(digest) < 6000  # 3 endpoints x 12 windows
-    decoded = bl.decode_digest(f"## report\n\n{digest}\n")
+    decoded = read_digest(f"## report\n\n{digest}\n")
     slim = replace(
         result,
         total=replace(result.total, histogram=None),
         endpoints=tuple(replace(e, histogram=None) for e in result.endpoints),
     )
     assert decoded == slim
-    assert bl.encode_digest(result) == digest  # deterministic (gzip mtime=0)
-    assert bl.decode_digest("no digest here") is None
-    assert bl.decode_digest("<!-- ci-perf-digest:AAAA -->") is None
+    assert digest_of(result) == digest  # deterministic (gzip mtime=0)
+    assert read_digest("no digest here") is None
+    assert read_digest("<!-- ci-perf-digest:AAAA -->") is None
 
 
 def test_digest_drops_endpoint_windows_then_endpoints_when_too_big() -> None:
     result = synth.run(7, n_windows=200)
-    small = bl.decode_digest(bl.encode_digest(result, max_chars=4000))
+    small = read_digest(digest_of(result, max_chars=4000))
     assert small is not None and small.total.windows == result.total.windows
     assert all(not e.windows for e in small.endpoints)
-    tiny = bl.decode_digest(bl.encode_digest(result, max_chars=10))
+    tiny = read_digest(digest_of(result, max_chars=10))
     assert tiny is not None and tiny.endpoints == ()
 
 
@@ -203,9 +205,7 @@ def test_comment_source_reads_the_previous_sticky_comment(api: FakeApi) -> None:
     api.add(
         "GET",
         f"/repos/{REPO}/issues/7/comments",
-        Reply(
-            200, [{"id": 1, "body": "unrelated"}, {"id": 2, "body": f"{marker}\nreport\n{bl.encode_digest(result)}"}]
-        ),
+        Reply(200, [{"id": 1, "body": "unrelated"}, {"id": 2, "body": f"{marker}\nreport\n{digest_of(result)}"}]),
     )
     env = {**_gh_env(api), "GITHUB_REF": "refs/pull/7/merge"}
     fetched = bl.fetch_baseline("comment", env=env, scenario="smoke_test", tool="locust")

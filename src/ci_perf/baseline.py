@@ -12,20 +12,18 @@ Sources (the `spec` of fetch_baseline / `ci-perf run --baseline`):
 
 from __future__ import annotations
 
-import base64
-import gzip
 import io
 import json
 import os
-import re
 import sys
 import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ci_perf.digest import decode_digest
 from ci_perf.errors import ConfigError, ResultError
 from ci_perf.model import Outcome, RunResult
 from ci_perf.publish import github as gh
@@ -34,9 +32,6 @@ from ci_perf.publish.api import ApiClient, ApiError, require
 
 DEFAULT_ARTIFACT = "ci-perf-results"
 DEFAULT_ARTIFACT_PATH = "reports/results.json"  # the default report folder, as the GitLab template keeps it
-DIGEST_PREFIX = "<!-- ci-perf-digest:"
-_DIGEST_RE = re.compile(r"<!-- ci-perf-digest:([A-Za-z0-9+/=]+) -->")
-MAX_DIGEST_CHARS = 30_000  # a GitHub comment holds 65536 characters; leave room for the report
 
 
 @dataclass(frozen=True)
@@ -211,36 +206,3 @@ def from_previous_comment(
         return Fetched(None, "comment", str(exc))
     result = decode_digest(body or "")
     return Fetched(result, "comment (previous push)", "" if result else "no previous comment with a digest")
-
-
-def encode_digest(result: RunResult, max_chars: int = MAX_DIGEST_CHARS) -> str:
-    """A hidden HTML comment carrying what compare() needs: totals and windows, no histograms.
-
-    If too big, endpoint windows go first (the aggregate keeps its own), then the endpoints."""
-    slim = replace(
-        result,
-        total=replace(result.total, histogram=None, errors=()),
-        endpoints=tuple(replace(e, histogram=None, errors=()) for e in result.endpoints),
-    )
-    candidates = (
-        slim,
-        replace(slim, endpoints=tuple(replace(e, windows=()) for e in slim.endpoints)),
-        replace(slim, endpoints=()),
-    )
-    for candidate in candidates:
-        raw = json.dumps(candidate.to_dict(), separators=(",", ":")).encode()
-        text = f"{DIGEST_PREFIX}{base64.b64encode(gzip.compress(raw, 9, mtime=0)).decode()} -->"
-        if len(text) <= max_chars:
-            break
-    return text
-
-
-def decode_digest(comment_body: str) -> RunResult | None:
-    """The RunResult in a comment's digest, or None if there is none or it is unreadable."""
-    found = _DIGEST_RE.search(comment_body)
-    if not found:
-        return None
-    try:
-        return RunResult.from_dict(json.loads(gzip.decompress(base64.b64decode(found.group(1)))))
-    except (ValueError, OSError, EOFError, ResultError):
-        return None

@@ -29,7 +29,7 @@ def publish_outcome(
     env: Mapping[str, str],
     comment_only: bool = False,
 ) -> PublishStatus:
-    from ci_perf.baseline import encode_digest
+    from ci_perf.digest import encode_digest
 
     body = _markdown(outcome, written)
     meta = outcome.result.meta
