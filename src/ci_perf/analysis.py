@@ -46,15 +46,42 @@ def run_health(result: RunResult) -> list[Finding]:
         ]
     if total.successes == 0:
         return [_never_succeeded("No successful request", "Every one", total, result)]
-    out = [
-        _never_succeeded(f"Endpoint failed [{e.key}]", f"{e.key}: every one", e, result)
-        for e in result.endpoints
-        if e.requests and not e.successes
-    ]
+    out = failed_endpoints([e for e in result.endpoints if e.requests and not e.successes], result)
     denied = all_denied(result)
     if denied is not None:
         out.append(denied)
     return out
+
+
+def failed_endpoints(failed: list[EndpointStats], result: RunResult) -> list[Finding]:
+    """Endpoints that never succeeded: one finding per kind of failure (its status), so that six
+    endpoints refused with 401 read as one problem, not six."""
+    groups: dict[str, list[EndpointStats]] = {}
+    for e in failed:
+        top = most_common(e, result)
+        groups.setdefault(_kind(top.error if top else ""), []).append(e)
+    out = []
+    for kind, members in groups.items():
+        if len(members) == 1:
+            e = members[0]
+            out.append(_never_succeeded(f"Endpoint failed [{e.key}]", f"{e.key}: every one", e, result))
+            continue
+        names = ", ".join(e.key for e in members[:3]) + (f" and {len(members) - 3} more" if len(members) > 3 else "")
+        requests = sum(e.requests for e in members)
+        top = max((x for e in members for x in e.errors), key=lambda x: x.occurrences, default=None)
+        text = f"{len(members)} endpoints never succeeded ({names}): {requests:,} of {requests:,} requests failed"
+        if top is not None:
+            text += f"; most common: {top.error} (×{top.occurrences:,})"
+        name = f"Endpoints failed [{kind or 'no answer'}]"
+        look = first_look(top.error if top else "")
+        out.append(Finding(name, Status.FAIL, text, f"{name}: {look}" if look else ""))
+    return out
+
+
+def _kind(error: str) -> str:
+    """The kind of a failure text: its HTTP status ("HTTP 401"), or its words before the first colon."""
+    m = _STATUS.match(error)
+    return m.group(0) if m else error.split(":", 1)[0]
 
 
 def most_common(stats: EndpointStats, result: RunResult) -> ErrorCount | None:

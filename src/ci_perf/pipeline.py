@@ -25,7 +25,18 @@ from ci_perf.analysis import findings_for
 from ci_perf.auth import Auth, mask
 from ci_perf.config import Settings
 from ci_perf.errors import CiPerfError, ConfigError, ResultError, RunnerError, ServiceError
-from ci_perf.model import AGGREGATE, Comparison, EndpointStats, Evaluation, Gating, Infra, Outcome, RunMeta, RunResult
+from ci_perf.model import (
+    AGGREGATE,
+    Comparison,
+    EndpointStats,
+    Evaluation,
+    Gating,
+    Infra,
+    Outcome,
+    RunMeta,
+    RunResult,
+    Status,
+)
 from ci_perf.observe import SystemMetrics, SystemSampler, Targets, targets_for
 from ci_perf.parsers import get_parser
 from ci_perf.probe import HealthProbe, wait_for_health
@@ -370,6 +381,9 @@ def print_verdict(outcome: Outcome, report_dir: Path, written: Mapping[str, Path
     print(f"ci-perf: {meta.scenario}/{meta.tool}: {verdict.status}: {verdict.headline}")
     for item in verdict.items[1:]:
         print(f"ci-perf:   {item.level}: {item.text}")
+    for finding in outcome.findings:  # what to check first, for what failed the run
+        if finding.status is Status.FAIL and finding.advice:
+            print(f"ci-perf:   fix: {finding.advice}")
     print(f"ci-perf: reports in {report_dir.resolve()}: {', '.join(sorted(written))}")
 
 
