@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 from ci_perf.errors import ConfigError
 
@@ -50,18 +53,16 @@ class Auth:
         return out
 
     def secrets(self) -> list[str]:
-        """Every value that must never appear in output: masked in logs and reports."""
+        """Every value that must never appear in output, masked in every file ci-perf writes: each auth
+        value, including every custom header's (ci-perf cannot tell which of them are credentials)."""
         values = [self.api_key, self.bearer_token, self.csrf_token, *self.cookies.values(), *self.masked]
-        values += [v for k, v in self.headers.items() if k.lower() in _SECRET_HEADERS]
+        values += list(self.headers.values())
         return [v for v in values if v]
 
     def to_json(self) -> str:
         data = asdict(self)
         del data["masked"]  # stays in ci-perf: the tools read the tokens from tokens_file
         return json.dumps(data)
-
-
-_SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "x-csrf-token", "x-auth-token", "proxy-authorization"}
 
 
 def _pairs(text: str, sep: str, var: str, example: str) -> dict[str, str]:
@@ -80,3 +81,36 @@ def mask(text: str, secrets: list[str]) -> str:
         if len(s) >= 4:
             text = text.replace(s, "***")
     return text
+
+
+def mask_data(data: Any, secrets: list[str]) -> Any:
+    """Every string in a JSON-like tree masked, keys included: applied to the results before any
+    renderer escapes them (an escaped secret no longer matches the raw one)."""
+    if isinstance(data, str):
+        return mask(data, secrets)
+    if isinstance(data, dict):
+        return {mask(str(k), secrets): mask_data(v, secrets) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [mask_data(v, secrets) for v in data]
+    return data
+
+
+def mask_files(folder: Path, secrets: list[str]) -> None:
+    """Mask every file under `folder` in place, line by line (raw tool output can be large)."""
+    if not secrets or not folder.is_dir():
+        return
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
+        tmp = path.with_name(path.name + ".masking")
+        changed = False
+        with (
+            open(path, encoding="utf-8", errors="surrogateescape", newline="") as src,
+            open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as dst,
+        ):
+            for line in src:
+                masked = mask(line, secrets)
+                changed = changed or masked != line
+                dst.write(masked)
+        if changed:
+            os.replace(tmp, path)
+        else:
+            tmp.unlink()

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ci_perf import presets
 from ci_perf.analysis import findings_for
-from ci_perf.auth import Auth, mask
+from ci_perf.auth import Auth, mask, mask_data, mask_files
 from ci_perf.config import Settings
 from ci_perf.errors import CiPerfError, ConfigError, ResultError, RunnerError, ServiceError
 from ci_perf.model import (
@@ -289,10 +289,13 @@ def compare_to_baseline(settings: Settings, result: RunResult) -> Comparison | N
 
 
 def write_outputs(outcome: Outcome, report_dir: Path, secret_values: list[str]) -> dict[str, Path]:
-    """results.json and every rendered report, with secrets masked as a last line of defence."""
+    """results.json and every rendered report, secrets masked in the results before rendering and in
+    every file after it (a last line of defence)."""
     from ci_perf.reports import render_all
 
     report_dir.mkdir(parents=True, exist_ok=True)
+    if secret_values:  # on the raw texts, before any renderer escapes them
+        outcome = Outcome.from_dict(mask_data(outcome.to_dict(), secret_values))
     files = {"results.json": json.dumps(outcome.to_dict(), indent=2, sort_keys=True) + "\n"}
     files.update(render_all(outcome))
     written: dict[str, Path] = {}
@@ -338,10 +341,12 @@ def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
         ):
             result, system = run_load(settings, scenario, info.base_url, auth, targets_for(info, env))
     except CiPerfError as exc:  # the run broke: still report why, then fail with the error's one line
+        mask_raw_and_logs(settings.report_dir, auth.secrets())
         broken = broken_outcome(settings, scenario, exc)
         written = write_outputs(broken, settings.report_dir, auth.secrets())
         publish(broken, settings, written, env)
         raise
+    mask_raw_and_logs(settings.report_dir, auth.secrets())
     outcome = evaluate(settings, scenario, result, system)
     written = write_outputs(outcome, settings.report_dir, auth.secrets())
     publish(outcome, settings, written, env)
@@ -374,6 +379,13 @@ def broken_outcome(settings: Settings, scenario: Scenario, exc: CiPerfError) -> 
         gating=gating_for(settings),
         infra=Infra(exc.exit_code, stage, str(exc)),
     )
+
+
+def mask_raw_and_logs(report_dir: Path, secrets: list[str]) -> None:
+    """The tools' own output (raw/) and the services' logs (logs/) leave with the report folder too
+    (workflows upload it): mask them like the reports."""
+    for folder in ("raw", "logs"):
+        mask_files(report_dir / folder, secrets)
 
 
 def print_verdict(outcome: Outcome, report_dir: Path, written: Mapping[str, Path]) -> None:
