@@ -79,3 +79,34 @@ def test_health_timeout_is_an_infrastructure_error(tmp_path: Path, capsys: pytes
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["verdict"]["status"] == "error" and results["verdict"]["exit_code"] == 3
     assert results["result"]["total"]["requests"] == 0 and "did not answer 200" in results["infra"]["message"]
+
+
+def test_a_bad_baseline_file_fails_before_anything_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for content in ("null", '{"result": '):
+        bad = tmp_path / "base.json"
+        bad.write_text(content)
+        # --host points nowhere: had the baseline been read after the load, the health wait would fail first
+        args = ["run", "--host", "http://127.0.0.1:9", "--baseline", f"file:{bad}", "--report-dir", str(tmp_path / "r")]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert str(bad) in err and "did not answer" not in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1, err
+
+
+def test_an_unwritable_report_folder_is_one_line_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    assert main(["run", "--host", "http://127.0.0.1:9", "--report-dir", str(taken / "reports")]) == 2
+    err = capsys.readouterr().err
+    assert "report folder" in err and "not writable" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_malformed_header_entry_is_named_by_position_never_by_value() -> None:
+    from ci_perf.auth import Auth
+    from ci_perf.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        Auth.from_env({"CI_PERF_HEADERS": "X-Ok: fine; Authorization Bearer sk_live_secret_value"})
+    assert "entry 2" in str(err.value) and "sk_live_secret_value" not in str(err.value)

@@ -67,10 +67,11 @@ class Auth:
 
 def _pairs(text: str, sep: str, var: str, example: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for item in filter(None, (p.strip() for p in text.split(";"))):
+    for n, item in enumerate(filter(None, (p.strip() for p in text.split(";"))), 1):
         name, found, value = item.partition(sep)
-        if not found or not name.strip():
-            raise ConfigError(f"{var} has a malformed entry {name.strip()!r}; write it as {example!r}")
+        if not found or not name.strip():  # never echo the entry: it may be a credential
+            shape = f"has no {sep!r}" if not found else f"has no name before {sep!r}"
+            raise ConfigError(f"{var} entry {n} ({len(item)} characters) {shape}; write it as {example!r}")
         out[name.strip()] = value.strip()
     return out
 

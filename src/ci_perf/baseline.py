@@ -78,8 +78,10 @@ def load_baseline(
 # --- files --------------------------------------------------------------------------------------
 
 
-def load_result_json(data: Mapping[str, Any]) -> RunResult:
+def load_result_json(data: Any) -> RunResult:
     """A results.json (Outcome) or a bare RunResult."""
+    if not isinstance(data, dict):
+        raise ResultError(f"not a ci-perf result (a JSON {type(data).__name__}, expected an object)")
     return Outcome.from_dict(data).result if "result" in data else RunResult.from_dict(data)
 
 

@@ -189,7 +189,7 @@ def merge(results: list[Path], report_dir: Path, config: Path | None) -> int:
         {"scenario": meta.scenario, "tool": meta.tool, "report_dir": report_dir}, config_file=config
     )
     scenario = get_scenario(meta.scenario).with_load(meta.users, meta.spawn_rate, int(meta.duration_s))
-    outcome = pipeline.evaluate(settings, scenario, merged)
+    outcome = pipeline.evaluate(settings, scenario, merged, baseline=pipeline.load_baseline_for(settings))
     written = pipeline.write_outputs(outcome, report_dir, [])
     if meta.labels.get("shards_missing"):
         pipeline.eprint(f"ci-perf: warning: shard(s) {meta.labels['shards_missing']} missing from the merge")

@@ -252,8 +252,9 @@ def warn_lost_workers(meta: RunMeta) -> None:
         )
 
 
-def evaluate(settings: Settings, scenario: Scenario, result: RunResult,
-             system: SystemMetrics | None = None) -> Outcome:  # fmt: skip
+def evaluate(settings: Settings, scenario: Scenario, result: RunResult, system: SystemMetrics | None = None,
+             baseline: RunResult | None = None) -> Outcome:  # fmt: skip
+    """Thresholds, findings and the comparison with `baseline` (loaded by the caller, before the run)."""
     from ci_perf.thresholds import evaluate as evaluate_thresholds
     from ci_perf.thresholds import parse_thresholds
 
@@ -265,7 +266,7 @@ def evaluate(settings: Settings, scenario: Scenario, result: RunResult,
     return Outcome(
         result=result,
         evaluation=evaluation,
-        comparison=compare_to_baseline(settings, result),
+        comparison=compare_to_baseline(settings, result, baseline),
         system=system,
         findings=findings_for(result, system, evaluation.checks),
         gating=gating_for(settings),
@@ -276,15 +277,21 @@ def gating_for(settings: Settings) -> Gating:
     return Gating(fail_on_regression=settings.fail_on_regression, min_effect=settings.min_effect)
 
 
-def compare_to_baseline(settings: Settings, result: RunResult) -> Comparison | None:
+def load_baseline_for(settings: Settings) -> RunResult | None:
+    """The baseline named in the settings, read before anything starts: a bad file is one line and
+    exit 2 up front, not after the whole load; a missing one is said on stderr and the run goes on."""
     if not settings.baseline:
         return None
     from ci_perf.baseline import load_baseline
+
+    return load_baseline(settings.baseline, scenario=settings.scenario, tool=settings.tool)
+
+
+def compare_to_baseline(settings: Settings, result: RunResult, baseline: RunResult | None) -> Comparison | None:
+    if baseline is None or not settings.baseline:
+        return None
     from ci_perf.compare import compare
 
-    baseline = load_baseline(settings.baseline, scenario=result.meta.scenario, tool=result.meta.tool)
-    if baseline is None:
-        return None
     return compare(result, baseline, source=settings.baseline, min_effect=settings.min_effect)
 
 
@@ -332,7 +339,8 @@ def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
     plan = jwt_plan(settings, env)
     auth = auth_for(settings, env, plan)
     config = stack_config(settings, auth.api_key, jwt_secret=plan[1] if plan else "")
-    settings.report_dir.mkdir(parents=True, exist_ok=True)
+    check_report_dir(settings.report_dir)
+    baseline = load_baseline_for(settings)
     try:
         with (
             sigterm_as_interrupt(),
@@ -347,7 +355,7 @@ def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
         publish(broken, settings, written, env)
         raise
     mask_raw_and_logs(settings.report_dir, auth.secrets())
-    outcome = evaluate(settings, scenario, result, system)
+    outcome = evaluate(settings, scenario, result, system, baseline)
     written = write_outputs(outcome, settings.report_dir, auth.secrets())
     publish(outcome, settings, written, env)
     print_verdict(outcome, settings.report_dir, written)
@@ -379,6 +387,20 @@ def broken_outcome(settings: Settings, scenario: Scenario, exc: CiPerfError) -> 
         gating=gating_for(settings),
         infra=Infra(exc.exit_code, stage, str(exc)),
     )
+
+
+def check_report_dir(folder: Path) -> None:
+    """A report folder ci-perf can write, checked before anything starts (one line, exit 2)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".ci-perf-write-check"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"report folder {folder} is not writable ({exc.strerror or exc}); pass --report-dir with a folder "
+            "ci-perf may create and write"
+        ) from None
 
 
 def mask_raw_and_logs(report_dir: Path, secrets: list[str]) -> None:
