@@ -239,6 +239,9 @@ def check_scale_out(settings: Settings) -> None:
         raise ConfigError(f"{', '.join(locust_only)} distribute Locust; with k6 use --shard i/N on each machine")
     if settings.tool == "locust" and settings.shard:
         raise ConfigError("--shard splits a k6 run; with Locust use --workers N or --master/--worker")
+    if settings.script is not None and not settings.script.is_file():  # before the stack, not after it
+        kind = "locustfile" if settings.tool == "locust" else "k6 script"
+        raise ConfigError(f"--script {settings.script}: no such file; pass the path of your {kind}")
     if settings.expect_workers and not settings.master:
         raise ConfigError("--expect-workers goes with --master (for workers on this machine use --workers N)")
 
