@@ -112,9 +112,7 @@ def test_a_malformed_header_entry_is_named_by_position_never_by_value() -> None:
     assert "entry 2" in str(err.value) and "sk_live_secret_value" not in str(err.value)
 
 
-def test_a_missing_script_is_one_line_up_front(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_missing_script_is_one_line_up_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope.py"
     assert main(["run", "--host", "http://127.0.0.1:9", "--script", str(missing), "--report-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err

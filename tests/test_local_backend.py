@@ -7,6 +7,7 @@ import socket
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -115,3 +116,22 @@ def test_cleanup_local_ignores_a_reused_pid(state_dir: Path) -> None:
     state.save()
     assert cleanup_local(None) == []
     assert not state.path.exists()
+
+
+def test_processes_get_only_what_they_need_from_our_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tokens in ci-perf's environment (a CI job's, the user's auth) never reach PostgreSQL, Redis or the API."""
+    monkeypatch.setenv("CI_PERF_BEARER_TOKEN", "bearer-must-not-leak")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_must_not_leak")
+    stack = LocalStack(local_config(tmp_path / "logs"))
+    stack.up()
+    try:
+        for proc in stack.processes:
+            env = psutil.Process(proc.popen.pid).environ()
+            assert "CI_PERF_BEARER_TOKEN" not in env and "GITHUB_TOKEN" not in env, proc.name
+            assert env.get("PATH") or proc.name == "redis", proc.name  # redis rewrites its environ (proctitle)
+        api = next(p for p in stack.processes if p.name == "api")
+        assert "POSTGRES_HOST" in psutil.Process(api.popen.pid).environ()  # its own settings do arrive
+    finally:
+        stack.down()

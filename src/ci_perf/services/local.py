@@ -44,6 +44,18 @@ SERVICES = ("postgres", "redis", "api")  # the long-running processes (not initd
 LOOPBACK = "127.0.0.1"
 
 
+# What a process ci-perf starts inherits from ci-perf's own environment: how to find programs, the locale,
+# where home and temp are, which Python and CA bundle. Nothing else (no tokens, no CI_PERF_* auth): each
+# process gets its own settings on top, as the docker backend's containers do.
+_INHERITED = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+              "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE",
+              "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "LD_LIBRARY_PATH"}  # fmt: skip
+
+
+def base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith("LC_")}
+
+
 @register("local")
 class LocalStack:
     def __init__(self, config: StackConfig) -> None:
@@ -112,7 +124,7 @@ class LocalStack:
         cfg, user = self.config, procs.service_user()
         tmp = self._temp_dir("pg", user)
         data, log, port = tmp / "data", cfg.log_dir / "postgres.log", free_port()
-        env = {**os.environ, "LC_ALL": "C.UTF-8"}
+        env = {**base_env(), "LC_ALL": "C.UTF-8"}
         initdb = [str(pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
                   "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"]  # fmt: skip
         code, _ = procs.run_logged("initdb", initdb, log, env, 120, user=user)
@@ -149,7 +161,7 @@ class LocalStack:
         tmp, port = self._temp_dir("redis", None), free_port()
         argv = [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--dir", str(tmp), "--logfile", ""]  # fmt: skip
-        proc = self._spawn("redis", argv, self.config.log_dir / "redis.log", dict(os.environ))
+        proc = self._spawn("redis", argv, self.config.log_dir / "redis.log", base_env())
         self._wait("redis", proc, lambda: _redis_ping(port))
         return port
 
@@ -165,14 +177,14 @@ class LocalStack:
         own = ph.for_process(values, address.host, address.port)
         where = f"stack.services.{spec.name}"
         command, secret_env = ph.fill_shell(spec.command, own, ph.secret_names(self.config), f"{where}.command")
-        env = {**os.environ, "HOST": address.host, "PORT": str(address.port)}
+        env = {**base_env(), "HOST": address.host, "PORT": str(address.port)}
         env.update({**ph.fill_env(spec.env, own, f"{where}.env"), **secret_env})
         return self._spawn(spec.name, ["/bin/sh", "-c", command], self.config.log_dir / f"{spec.name}.log", env)
 
     def _api_env(self, values: dict[str, str], api_port: int) -> dict[str, str]:
         """What the API (and migrate/seed) get: the generic names, then api_env with placeholders filled."""
         cfg = self.config
-        env = {**os.environ, "DATABASE_URL": values["database_url"], "REDIS_URL": values["redis_url"],
+        env = {**base_env(), "DATABASE_URL": values["database_url"], "REDIS_URL": values["redis_url"],
                "SARK_API_KEY": cfg.api_key, "HOST": LOOPBACK, "PORT": str(api_port)}  # fmt: skip
         env.update(ph.fill_env(cfg.api_env, ph.for_process(values, LOOPBACK, api_port), "api_env"))
         return env
