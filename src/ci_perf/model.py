@@ -2,8 +2,8 @@
 
 RunResult (what the tool measured) -> Evaluation (thresholds) + findings -> Comparison (baseline
 deltas), bundled as Outcome with the Gating settings, which is what results.json holds; the Verdict
-is decided from an Outcome by ci_perf.verdict. All are frozen and round-trip through JSON with
-to_dict / from_dict, so a baseline is simply a saved RunResult.
+is decided from an Outcome by ci_perf.verdict. All are frozen; RunResult and Outcome round-trip
+through JSON with to_dict / from_dict, so a baseline is simply a saved RunResult.
 """
 
 from __future__ import annotations
@@ -289,14 +289,14 @@ class Infra:
     """The run broke before it could be judged (the stack, the tool, the parse): what and its exit code."""
 
     exit_code: int
-    stage: str  # "stack", "load", "parse", ...
+    stage: str  # which stage broke, by the error's type: "stack", "load", "results", "config" or "run"
     message: str
 
 
 @dataclass(frozen=True)
 class VerdictItem:
     level: Literal["fail", "warn"]
-    kind: Literal["threshold", "finding", "regression", "infra", "data"]
+    kind: Literal["threshold", "finding", "regression", "infra"]
     text: str  # one line naming what (with its endpoint) and the figures
 
 

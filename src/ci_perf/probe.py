@@ -47,7 +47,7 @@ class HealthProbe:
 
 
 def wait_for_health(url: str, timeout_s: float) -> None:
-    """The external backend's wait, also used by `ci-perf run --host` before the load starts."""
+    """The wait before the load starts, on every backend: the health URL answers 200 within the timeout."""
     from ci_perf.services.base import wait_until
 
     last: list[str] = []

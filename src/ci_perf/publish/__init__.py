@@ -86,7 +86,7 @@ def outputs_for(outcome: Outcome, written: Mapping[str, Path]) -> dict[str, str]
 def annotations_for(outcome: Outcome) -> list[Annotation]:
     """One annotation per item of the verdict: failures as errors, warnings as warnings."""
     titles = {"threshold": "ci-perf threshold", "finding": "ci-perf finding", "regression": "ci-perf regression",
-              "infra": "ci-perf run", "data": "ci-perf data"}  # fmt: skip
+              "infra": "ci-perf run"}  # fmt: skip
     return [
         Annotation("error" if i.level == "fail" else "warning", i.text, titles[i.kind]) for i in outcome.verdict.items
     ]

@@ -51,7 +51,7 @@ class StackConfig:
 
 @dataclass(frozen=True)
 class StackInfo:
-    """Where the running stack answers; all on 127.0.0.1 (the network rule of our machines)."""
+    """Where the running stack answers: 127.0.0.1 for stacks ci-perf starts, the --host URL for external."""
 
     base_url: str
     database_url: str = ""
