@@ -14,10 +14,9 @@ import psutil
 import pytest
 
 from ci_perf.services.procs import state_dir
+from stack_helpers import HAVE_SERVICES, SKIP_REASON
 
 pytestmark = pytest.mark.integration
-
-HAVE_POSTGRES = Path("/usr/lib/postgresql/15/bin/postgres").exists()
 
 
 def _recorded(run_id: str) -> dict[str, object]:
@@ -34,8 +33,10 @@ def _still_there(state: dict[str, object], run_id: str) -> list[str]:
     return left
 
 
-@pytest.mark.skipif(not HAVE_POSTGRES, reason="PostgreSQL 15 binaries are not installed")
-@pytest.mark.parametrize(("sig", "tool"), [(signal.SIGINT, "locust"), (signal.SIGTERM, "k6")])
+@pytest.mark.skipif(not HAVE_SERVICES, reason=SKIP_REASON)
+@pytest.mark.parametrize(
+    ("sig", "tool"), [(signal.SIGINT, "locust"), (signal.SIGTERM, "locust"), (signal.SIGTERM, "k6")]
+)
 def test_signal_mid_run_removes_everything(tmp_path: Path, sig: signal.Signals, tool: str) -> None:
     proc = subprocess.Popen(
         [

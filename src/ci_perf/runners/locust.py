@@ -186,13 +186,14 @@ def stop_group(proc: subprocess.Popen[str], grace_s: float = STOP_GRACE_S) -> No
 
 @contextlib.contextmanager
 def _sigterm_as_exit() -> Iterator[None]:
-    """While Locust runs, turn our own SIGTERM into SystemExit so the finally block stops the group."""
+    """While Locust runs, turn our own SIGTERM into KeyboardInterrupt, as the pipeline does in every other
+    phase: the finally block stops the group, and the CLI says "interrupted" and exits 130."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
+        raise KeyboardInterrupt()
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
