@@ -230,3 +230,18 @@ def test_a_shard_neither_gates_nor_publishes(monkeypatch: pytest.MonkeyPatch) ->
     assert commands.run(Settings(tool="k6", shard="1/2")) == 3  # an infrastructure error still counts
     monkeypatch.setattr(pipeline, "run", lambda s: 1)
     assert commands.run(Settings(tool="k6")) == 1
+
+
+def test_refuses_the_same_part_twice() -> None:
+    _, (a, _b) = full_and_shards()
+    with pytest.raises(ConfigError, match=r"cannot merge copy\.json: it is the same result as shard1\.json"):
+        merge_results([("shard1.json", a), ("copy.json", a)])
+    with pytest.raises(ConfigError, match=r"same result as shard1\.json"):
+        merge_results([("shard1.json", a), ("shard1.json", replace(a, availability=None))])
+
+
+def test_policy_decisions_are_summed() -> None:
+    _, (a, b) = full_and_shards()
+    a, b = replace(a, decisions={"allow": 3, "deny": 1}), replace(b, decisions={"deny": 2})
+    assert merge_results(named([a, b])).decisions == {"allow": 3, "deny": 3}
+    assert merge_results(named(full_and_shards()[1])).decisions is None

@@ -34,10 +34,27 @@ def merge_results(parts: Sequence[Named]) -> RunResult:
         total=merge_endpoints([r.total for r in results]),
         endpoints=endpoints,
         availability=merge_availability([r.availability for r in results]),
+        decisions=merge_decisions([r.decisions for r in results]),
     )
 
 
+def merge_decisions(parts: Sequence[dict[str, int] | None]) -> dict[str, int] | None:
+    """Policy decisions summed over the parts (None when no part counted them)."""
+    counted = [d for d in parts if d is not None]
+    if not counted:
+        return None
+    out: dict[str, int] = {}
+    for d in counted:
+        for value, n in d.items():
+            out[value] = out.get(value, 0) + n
+    return out
+
+
 def check_compatible(parts: Sequence[Named]) -> None:
+    for i, (name, result) in enumerate(parts):  # the same part twice would double its requests
+        twin = next((other for other, r in parts[:i] if other == name or r == result), None)
+        if twin is not None:
+            raise ConfigError(f"cannot merge {name}: it is the same result as {twin}; pass each part once")
     first_name, first = parts[0]
     for name, result in parts[1:]:
         for what in ("scenario", "tool"):
