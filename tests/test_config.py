@@ -76,6 +76,10 @@ def test_parse_duration(text: object, seconds: int) -> None:
         ({}, "users: [1\n", "not valid YAML at line"),
         ({}, "- a\n- b\n", "must be a mapping"),
         ({}, "min_effect: lots\n", "is not a fraction"),
+        ({}, "users: 1.5\n", "users 1.5 is not a whole number"),
+        ({}, "spawn_rate: .nan\n", "is not a finite number"),
+        ({"spawn_rate": "inf"}, "", "spawn_rate 'inf' is not a finite number"),
+        ({}, "fail_on_regression: maybe\n", "fail_on_regression 'maybe' is not true or false"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, cli: dict[str, object], yml: str, message: str) -> None:
@@ -136,3 +140,10 @@ def test_bad_auth_section_is_one_line(tmp_path: Path) -> None:
     cfg = write(tmp_path, "auth: {api_key: x}\n")
     with pytest.raises(ConfigError, match=r"auth in ci-perf\.yml takes jwt"):
         build_settings({}, env={}, config_file=cfg)
+
+
+def test_a_flag_from_the_environment_must_say_true_or_false() -> None:
+    with pytest.raises(ConfigError, match="fail_on_regression 'maybe' is not true or false"):
+        build_settings({}, env={"CI_PERF_FAIL_ON_REGRESSION": "maybe"})
+    assert build_settings({}, env={"CI_PERF_FAIL_ON_REGRESSION": "Yes"}).fail_on_regression
+    assert not build_settings({}, env={"CI_PERF_FAIL_ON_REGRESSION": ""}).fail_on_regression

@@ -7,6 +7,7 @@ the file's top level and the environment.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -202,7 +203,7 @@ def _coerce(name: str, value: Any) -> Any:
 
         return check_name(str(value).strip().lower())
     if name in ("fail_on_regression", "comment", "master", "histogram", "csrf"):
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+        return _flag(name, value)
     if name in ("users", "processes", "workers", "expect_workers", "master_port"):
         return _number(int, name, value)
     if name in ("spawn_rate", "window_s"):
@@ -220,11 +221,29 @@ def _coerce(name: str, value: Any) -> Any:
     return str(value) if not isinstance(value, str) else value
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def _flag(name: str, value: Any) -> bool:
+    """true/false (yes/no, on/off, 1/0); anything else is a mistake, not a silent false."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ConfigError(f"{name} {value!r} is not true or false")
+
+
 def _number(kind: type[int] | type[float], name: str, value: Any) -> int | float:
+    expected = "a whole number" if kind is int else "a number"
+    if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+        raise ConfigError(f"{name} {value!r} is not {expected}")
     try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} {value!r} is not a number") from None
+        number = kind(str(value).strip()) if isinstance(value, str) else kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{name} {value!r} is not {expected}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name} {value!r} is not a finite number")
     if number <= 0:
         raise ConfigError(f"{name} must be greater than 0, got {value!r}")
     return number
