@@ -137,3 +137,13 @@ def test_an_outage_fails_the_run_and_no_registration_latency_passes(tool: str) -
     assert out.verdict.status == "fail" and out.verdict.exit_code == 1
     junit = render_all(out)["junit.xml"]
     assert 'type="no-data"' in junit and "finding: Policy decisions" in junit
+
+
+@pytest.mark.parametrize(("field", "value"), [("p95_ms", float("nan")), ("max_ms", "12"), ("requests", 1.5)])
+def test_a_results_file_with_a_bad_figure_is_a_result_error(field: str, value: object) -> None:
+    from ci_perf.errors import ResultError
+
+    data = outcome((PASS,)).to_dict()
+    data["result"]["total"][field] = value
+    with pytest.raises(ResultError, match=field):
+        Outcome.from_dict(json.loads(json.dumps(data)))

@@ -453,21 +453,36 @@ def _check_version(data: Mapping[str, Any]) -> None:
         )
 
 
+def _finite(d: Mapping[str, Any], key: str) -> float:
+    """A measured figure: a finite number (NaN or infinity would render as "nan ms")."""
+    value = d[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{key} is {value!r}, not a finite number")
+    return float(value)
+
+
+def _count(d: Mapping[str, Any], key: str) -> int:
+    value = d[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key} is {value!r}, not a count")
+    return value
+
+
 def _decode_endpoint(d: Mapping[str, Any]) -> EndpointStats:
     hist = d.get("histogram")
     return EndpointStats(
         method=str(d["method"]),
         name=str(d["name"]),
-        requests=int(d["requests"]),
-        failures=int(d["failures"]),
-        rps=float(d["rps"]),
-        min_ms=float(d["min_ms"]),
-        avg_ms=float(d["avg_ms"]),
-        p50_ms=float(d["p50_ms"]),
-        p90_ms=float(d["p90_ms"]),
-        p95_ms=float(d["p95_ms"]),
-        p99_ms=float(d["p99_ms"]),
-        max_ms=float(d["max_ms"]),
+        requests=_count(d, "requests"),
+        failures=_count(d, "failures"),
+        rps=_finite(d, "rps"),
+        min_ms=_finite(d, "min_ms"),
+        avg_ms=_finite(d, "avg_ms"),
+        p50_ms=_finite(d, "p50_ms"),
+        p90_ms=_finite(d, "p90_ms"),
+        p95_ms=_finite(d, "p95_ms"),
+        p99_ms=_finite(d, "p99_ms"),
+        max_ms=_finite(d, "max_ms"),
         histogram=LatencyHistogram.from_dict(hist) if hist is not None else None,
         windows=tuple(_decode_window(w) for w in d.get("windows", ())),
         errors=tuple(ErrorCount(**e) for e in d.get("errors", ())),
