@@ -46,11 +46,10 @@ def run_health(result: RunResult) -> list[Finding]:
         ]
     if total.successes == 0:
         return [_never_succeeded("No successful request", "Every one", total, result)]
-    out = failed_endpoints([e for e in result.endpoints if e.requests and not e.successes], result)
+    # Every decision a deny explains the rest (SARK fails closed, registrations then fail): it leads.
     denied = all_denied(result)
-    if denied is not None:
-        out.append(denied)
-    return out
+    failed = failed_endpoints([e for e in result.endpoints if e.requests and not e.successes], result)
+    return ([denied] if denied else []) + failed
 
 
 def failed_endpoints(failed: list[EndpointStats], result: RunResult) -> list[Finding]:
