@@ -140,9 +140,9 @@ def _pool_busy(outcome: Outcome) -> str | None:
     """The database's connections saturated: at the busiest sample every open connection was active, and
     query time filled at least half of what those connections could serve over the run."""
     db = outcome.system.database if outcome.system else None
-    if db is None or not db.connections or db.query_mean_ms is None or not db.calls:
+    busiest = db.busiest if db else None
+    if db is None or busiest is None or db.query_mean_ms is None or not db.calls:
         return None
-    busiest = max(db.connections, key=lambda c: (c.by_state.get("active", 0), c.total))
     active = busiest.by_state.get("active", 0)
     capacity_s = max(1, db.peak_connections or 0) * outcome.result.meta.duration_s
     busy_s = db.calls * db.query_mean_ms / 1000

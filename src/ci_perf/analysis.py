@@ -45,35 +45,34 @@ def run_health(result: RunResult) -> list[Finding]:
             )
         ]
     if total.successes == 0:
-        return [_never_succeeded("No successful request", "Every one", total, result)]
+        errors = total.errors or tuple(x for e in result.endpoints for x in e.errors)  # totals may carry none
+        return [_failed("No successful request", f"Every one of {total.requests:,} requests failed", errors)]
     # Every decision a deny explains the rest (SARK fails closed, registrations then fail): it leads.
     denied = all_denied(result)
-    failed = failed_endpoints([e for e in result.endpoints if e.requests and not e.successes], result)
+    failed = failed_endpoints([e for e in result.endpoints if e.requests and not e.successes])
     return ([denied] if denied else []) + failed
 
 
-def failed_endpoints(failed: list[EndpointStats], result: RunResult) -> list[Finding]:
+def failed_endpoints(failed: list[EndpointStats]) -> list[Finding]:
     """Endpoints that never succeeded: one finding per kind of failure (its status), so that six
     endpoints refused with 401 read as one problem, not six."""
     groups: dict[str, list[EndpointStats]] = {}
     for e in failed:
-        top = most_common(e, result)
+        top = most_common(e.errors)
         groups.setdefault(_kind(top.error if top else ""), []).append(e)
     out = []
     for kind, members in groups.items():
         if len(members) == 1:
             e = members[0]
-            out.append(_never_succeeded(f"Endpoint failed [{e.key}]", f"{e.key}: every one", e, result))
+            out.append(
+                _failed(f"Endpoint failed [{e.key}]", f"{e.key}: every one of {e.requests:,} requests failed", e.errors)
+            )
             continue
         names = ", ".join(e.key for e in members[:3]) + (f" and {len(members) - 3} more" if len(members) > 3 else "")
         requests = sum(e.requests for e in members)
-        top = max((x for e in members for x in e.errors), key=lambda x: x.occurrences, default=None)
-        text = f"{len(members)} endpoints never succeeded ({names}): {requests:,} of {requests:,} requests failed"
-        if top is not None:
-            text += f"; most common: {top.error} (×{top.occurrences:,})"
-        name = f"Endpoints failed [{kind or 'no answer'}]"
-        look = first_look(top.error if top else "")
-        out.append(Finding(name, Status.FAIL, text, f"{name}: {look}" if look else ""))
+        subject = f"{len(members)} endpoints never succeeded ({names}): {requests:,} of {requests:,} requests failed"
+        errors = tuple(x for e in members for x in e.errors)
+        out.append(_failed(f"Endpoints failed [{kind or 'no answer'}]", subject, errors))
     return out
 
 
@@ -83,14 +82,13 @@ def _kind(error: str) -> str:
     return m.group(0) if m else error.split(":", 1)[0]
 
 
-def most_common(stats: EndpointStats, result: RunResult) -> ErrorCount | None:
-    errors = stats.errors or (result.total.errors if stats is result.total else ())
+def most_common(errors: Sequence[ErrorCount]) -> ErrorCount | None:
     return max(errors, key=lambda e: e.occurrences, default=None)
 
 
-def _never_succeeded(name: str, subject: str, stats: EndpointStats, result: RunResult) -> Finding:
-    top = most_common(stats, result)
-    text = f"{subject} of {stats.requests:,} requests failed"
+def _failed(name: str, text: str, errors: Sequence[ErrorCount]) -> Finding:
+    """A failing finding: its figures, the most common failure, and what to check first for it."""
+    top = most_common(errors)
     if top is not None:
         text += f"; most common: {top.error} (×{top.occurrences:,})"
     look = first_look(top.error if top else "")

@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TextIO
 
 from ci_perf.errors import ConfigError
 
@@ -97,21 +97,26 @@ def mask_data(data: Any, secrets: list[str]) -> Any:
 
 
 def mask_files(folder: Path, secrets: list[str]) -> None:
-    """Mask every file under `folder` in place, line by line (raw tool output can be large)."""
+    """Mask every file under `folder` in place, line by line (raw tool output can be large): a file is
+    read once, and rewritten only when it holds a secret."""
     if not secrets or not folder.is_dir():
         return
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
-        tmp = path.with_name(path.name + ".masking")
-        changed = False
-        with (
-            open(path, encoding="utf-8", errors="surrogateescape", newline="") as src,
-            open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as dst,
-        ):
-            for line in src:
-                masked = mask(line, secrets)
-                changed = changed or masked != line
-                dst.write(masked)
-        if changed:
-            os.replace(tmp, path)
-        else:
-            tmp.unlink()
+        if _holds_secret(path, secrets):
+            _rewrite_masked(path, secrets)
+
+
+def _open_text(path: Path, mode: Literal["r", "w"]) -> TextIO:
+    return open(path, mode, encoding="utf-8", errors="surrogateescape", newline="")
+
+
+def _holds_secret(path: Path, secrets: list[str]) -> bool:
+    with _open_text(path, "r") as src:
+        return any(mask(line, secrets) != line for line in src)
+
+
+def _rewrite_masked(path: Path, secrets: list[str]) -> None:
+    tmp = path.with_name(path.name + ".masking")
+    with _open_text(path, "r") as src, _open_text(tmp, "w") as dst:
+        dst.writelines(mask(line, secrets) for line in src)
+    os.replace(tmp, path)

@@ -311,10 +311,6 @@ class Verdict:
     items: tuple[VerdictItem, ...] = ()
 
     @property
-    def failures(self) -> tuple[VerdictItem, ...]:
-        return tuple(i for i in self.items if i.level == "fail")
-
-    @property
     def warnings(self) -> tuple[VerdictItem, ...]:
         return tuple(i for i in self.items if i.level == "warn")
 

@@ -355,7 +355,10 @@ def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
         mask_raw_and_logs(settings.report_dir, auth.secrets())
         broken = broken_outcome(settings, scenario, exc)
         written = write_outputs(broken, settings.report_dir, auth.secrets())
-        publish(broken, settings, written, env)
+        try:
+            publish(broken, settings, written, env)
+        except CiPerfError as late:  # the break is the story: a publishing problem must not replace it
+            eprint(f"ci-perf: warning: the broken run's reports were not published: {late}")
         raise
     mask_raw_and_logs(settings.report_dir, auth.secrets())
     outcome = evaluate(settings, scenario, result, system, baseline)

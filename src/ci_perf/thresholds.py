@@ -358,41 +358,21 @@ def _builtin(
     mode, group = spec.where.split(":")
     patterns = ts.groups.get(group, ())
     members = _in_group(result, patterns)
-    if mode == "sum" and scenario is not None:
-        offered = offered_rps(scenario, patterns)
-        if offered is not None and offered < limit.critical:
-            return [
-                _check(
-                    spec.name,
-                    spec.metric,
-                    f"group {group}",
-                    spec.kind,
-                    spec.direction,
-                    limit,
-                    None,
-                    f"not applicable: {scenario.users} users with {scenario.think_time_s[0]:g}-"
-                    f"{scenario.think_time_s[1]:g} s think time offer at most ~{offered:.0f} req/s",
-                )
-            ]
+
+    def on_group(actual: float | None, why: str = "") -> list[CheckResult]:
+        return [_check(spec.name, spec.metric, f"group {group}", spec.kind, spec.direction, limit, actual, why)]
+
     if mode == "sum":
-        return [
-            _check(
-                spec.name, spec.metric, f"group {group}", spec.kind, spec.direction, limit, sum(e.rps for e in members)
-            )
-        ]
-    if not members:
-        return [
-            _check(
-                spec.name,
-                spec.metric,
-                f"group {group}",
-                spec.kind,
-                spec.direction,
-                limit,
+        offered = offered_rps(scenario, patterns) if scenario is not None else None
+        if scenario is not None and offered is not None and offered < limit.critical:
+            return on_group(
                 None,
-                f"no requests matched {', '.join(patterns)}",
+                f"not applicable: {scenario.users} users with {scenario.think_time_s[0]:g}-"
+                f"{scenario.think_time_s[1]:g} s think time offer at most ~{offered:.0f} req/s",
             )
-        ]
+        return on_group(sum(e.rps for e in members))
+    if not members:
+        return on_group(None, f"no requests matched {', '.join(patterns)}")
     return [
         _check(
             spec.name,

@@ -73,6 +73,11 @@ class DatabaseMetrics:
     def peak_connections(self) -> int | None:
         return max((c.total for c in self.connections), default=None)
 
+    @property
+    def busiest(self) -> ConnectionSample | None:
+        """The sample with the most active connections (then the most open): one instant's own figures."""
+        return max(self.connections, key=lambda c: (c.by_state.get("active", 0), c.total), default=None)
+
 
 @dataclass(frozen=True)
 class RedisSample:

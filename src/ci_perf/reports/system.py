@@ -45,10 +45,9 @@ def database_lines(db: DatabaseMetrics | None) -> list[str]:
     lines = []
     if db.query_mean_ms is not None:
         lines.append(f"PostgreSQL: {db.calls:,} queries, mean {db.query_mean_ms:.2f} ms per query (calls-weighted)")
-    if db.connections:
-        # One sample's own figures (the busiest: most active, then most open), so its parts add up.
-        peak = max(c.total for c in db.connections)
-        busiest = max(db.connections, key=lambda c: (c.by_state.get("active", 0), c.total))
+    busiest = db.busiest
+    if busiest is not None:  # one sample's own figures, so that its parts add up
+        peak = db.peak_connections
         parts = ", ".join(f"{n} {state}" for state, n in sorted(busiest.by_state.items()))
         lines.append(f"PostgreSQL connections: at most {peak} open; at the busiest sample {parts}")
     if db.servers_before is not None and db.servers_after is not None:
