@@ -75,11 +75,18 @@ def test_parse_duration(text: object, seconds: int) -> None:
         ({}, "colour: blue\n", "unknown setting 'colour'"),
         ({}, "users: [1\n", "not valid YAML at line"),
         ({}, "- a\n- b\n", "must be a mapping"),
-        ({}, "min_effect: lots\n", "is not a fraction"),
-        ({}, "users: 1.5\n", "users 1.5 is not a whole number"),
-        ({}, "spawn_rate: .nan\n", "is not a finite number"),
+        ({}, "min_effect: lots\n", "min_effect is 'lots', expected a fraction"),
+        ({"min_effect": "nan"}, "", "min_effect 'nan' is not a fraction from 0% to 1000%"),
+        ({}, "users: 1.5\n", "users is 1.5, expected a whole number"),
+        ({"users": "1.5"}, "", "users '1.5' is not a whole number"),
+        ({"users": 100_001}, "", "users must be greater than 0 and at most 100000"),
+        ({}, "spawn_rate: .nan\n", "spawn_rate is nan, expected users per second"),
         ({"spawn_rate": "inf"}, "", "spawn_rate 'inf' is not a finite number"),
-        ({}, "fail_on_regression: maybe\n", "fail_on_regression 'maybe' is not true or false"),
+        ({"duration": "25h"}, "", "duration '25h' is longer than 24h"),
+        ({"duration": float("inf")}, "", "duration inf is not a whole number of seconds"),
+        ({"duration": 0.5}, "", "duration 0.5 is not a whole number of seconds"),
+        ({"publish": "slack"}, "", "unknown publish target 'slack'"),
+        ({}, "fail_on_regression: maybe\n", "fail_on_regression is 'maybe', expected true or false"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, cli: dict[str, object], yml: str, message: str) -> None:
@@ -138,7 +145,7 @@ def test_auth_stack_databases_and_services_sections(tmp_path: Path) -> None:
 
 def test_bad_auth_section_is_one_line(tmp_path: Path) -> None:
     cfg = write(tmp_path, "auth: {api_key: x}\n")
-    with pytest.raises(ConfigError, match=r"auth in ci-perf\.yml takes jwt"):
+    with pytest.raises(ConfigError, match=r"unknown setting 'auth\.api_key'; known here: jwt, csrf"):
         build_settings({}, env={}, config_file=cfg)
 
 

@@ -10,13 +10,22 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args
 
 import yaml
 
+from ci_perf.config_schema import (
+    MAX_DURATION_S,
+    MAX_MIN_EFFECT,
+    MAX_PROCESSES,
+    MAX_SPAWN_RATE,
+    MAX_USERS,
+    MAX_WINDOW_S,
+    check_document,
+)
 from ci_perf.errors import ConfigError
 from ci_perf.model import TOOLS, Tool
 from ci_perf.services.base import BACKEND_NAMES, BackendName
@@ -86,31 +95,38 @@ _FIELDS = {f.name: f for f in fields(Settings)}
 _PATH_FIELDS = {"report_dir", "script"}
 # Keys in ci-perf.yml that are nested sections rather than settings.
 _SECTIONS = {"scenarios", "health", "stack", "baseline", "auth"}
-_AUTH_KEYS = {"jwt", "csrf"}
 
 
 def parse_duration(value: Any, what: str = "duration") -> int:
-    """'30s', '5m', '1h30m', '90' (seconds) -> seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return int(value)
-    text = str(value).strip().lower()
-    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?", text)
-    if not text or not parts or not any(parts.groups()):
-        raise ConfigError(f"{what} {value!r} is not a duration; write it like 30s, 5m or 1h30m")
-    h, m, s = (int(g) if g else 0 for g in parts.groups())
-    seconds = h * 3600 + m * 60 + s
+    """'30s', '5m', '1h30m', '90' (seconds) -> seconds, from 1 s to 24 h (config_schema.MAX_DURATION_S)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or not float(value).is_integer():
+            raise ConfigError(f"{what} {value!r} is not a whole number of seconds; write it like 30s, 5m or 1h30m")
+        seconds = int(value)
+    else:
+        text = str(value).strip().lower()
+        parts = re.fullmatch(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s?)?", text)
+        if not text or not parts or not any(parts.groups()):
+            raise ConfigError(f"{what} {value!r} is not a duration; write it like 30s, 5m or 1h30m")
+        h, m, s = (int(g) if g else 0 for g in parts.groups())
+        seconds = h * 3600 + m * 60 + s
     if seconds <= 0:
         raise ConfigError(f"{what} {value!r} must be longer than 0s")
+    if seconds > MAX_DURATION_S:
+        raise ConfigError(f"{what} {value!r} is longer than 24h; write a duration from 1s to 24h")
     return seconds
 
 
 def parse_fraction(value: Any, what: str) -> float:
-    """'10%' or 0.1 -> 0.1"""
+    """'10%' or 0.1 -> 0.1, from 0 to 10 (1000%)."""
     text = str(value).strip()
     try:
-        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
-        raise ConfigError(f"{what} {value!r} is not a fraction; write it like 10% or 0.1") from None
+        number = math.nan
+    if isinstance(value, bool) or not 0 <= number <= MAX_MIN_EFFECT:  # NaN fails every comparison
+        raise ConfigError(f"{what} {value!r} is not a fraction from 0% to 1000%; write it like 10% or 0.1")
+    return number
 
 
 def parse_shard(value: Any) -> tuple[int, int]:
@@ -122,7 +138,8 @@ def parse_shard(value: Any) -> tuple[int, int]:
 
 
 def load_file(path: Path | None) -> dict[str, Any]:
-    """Read ci-perf.yml; a missing default file is fine, a missing named file is not."""
+    """Read ci-perf.yml and check its shape (config_schema); a missing default file is fine, a missing
+    named file is not."""
     explicit = path is not None
     path = path or Path(DEFAULT_CONFIG_FILE)
     if not path.exists():
@@ -130,36 +147,43 @@ def load_file(path: Path | None) -> dict[str, Any]:
             raise ConfigError(f"config file {path} does not exist; check --config or CI_PERF_CONFIG")
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc}); check --config") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path} is not valid YAML{where}; fix the syntax there") from None
+    except RecursionError:
+        raise ConfigError(f"{path} nests too deeply to be a ci-perf.yml") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must be a mapping of settings (key: value), not {type(data).__name__}")
+    check_document(data, str(path))
     return data
 
 
 def _flatten_file(data: Mapping[str, Any], scenario: str) -> dict[str, Any]:
-    """File sections -> flat Settings keys; the scenario's own section wins over the top level."""
-    flat = {k.replace("-", "_"): v for k, v in data.items() if k not in _SECTIONS}
-    health = data.get("health") or {}
-    flat.update({f"health_{k}": v for k, v in health.items()})
-    flat.update({k.replace("-", "_"): v for k, v in (data.get("stack") or {}).items()})
-    auth = data.get("auth") or {}
-    if not isinstance(auth, Mapping) or set(auth) - _AUTH_KEYS:
-        raise ConfigError("auth in ci-perf.yml takes jwt: {...} and csrf: true|false (secrets come from the env)")
-    flat.update(auth)
+    """File sections (shapes already checked) -> flat Settings keys; the scenario's section wins."""
+    flat = _keys(data, skip=_SECTIONS)
+    flat.update({f"health_{k}": v for k, v in _keys(data.get("health") or {}).items()})
+    flat.update(_keys(data.get("stack") or {}))
+    flat.update(_keys(data.get("auth") or {}))
     baseline = data.get("baseline")
     if isinstance(baseline, Mapping):
-        flat.update({("baseline" if k == "source" else k): v for k, v in baseline.items()})
+        flat.update({("baseline" if k == "source" else k): v for k, v in _keys(baseline).items()})
     elif baseline:
         flat["baseline"] = baseline
-    scenarios = data.get("scenarios") or {}
-    section = dict(scenarios.get(scenario) or {})
+    section = _keys((data.get("scenarios") or {}).get(scenario) or {})
     flat["scenario_thresholds"] = section.pop("thresholds", {}) or {}
-    flat.update({k.replace("-", "_"): v for k, v in section.items()})
+    flat.update(section)
     return flat
+
+
+def _keys(section: Mapping[str, Any], skip: Collection[str] = ()) -> dict[str, Any]:
+    """spawn-rate and spawn_rate are one setting; an empty value (`users:`) is no setting."""
+    return {k.replace("-", "_"): v for k, v in section.items() if k not in skip and v is not None}
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -204,12 +228,12 @@ def _coerce(name: str, value: Any) -> Any:
         return check_name(str(value).strip().lower())
     if name in ("fail_on_regression", "comment", "master", "histogram", "csrf"):
         return _flag(name, value)
-    if name in ("users", "processes", "workers", "expect_workers", "master_port"):
-        return _number(int, name, value)
-    if name in ("spawn_rate", "window_s"):
-        return _number(float, name, value)
+    if name in _LIMITS:
+        return _number(name, value)
     if name == "tool" and value not in TOOLS:
         raise ConfigError(f"unknown tool {value!r}; choose one of: {', '.join(TOOLS)}")
+    if name == "publish" and value not in _PUBLISH:
+        raise ConfigError(f"unknown publish target {value!r}; choose one of: {', '.join(_PUBLISH)}")
     if name == "docker_network" and value not in ("host", "bridge"):
         raise ConfigError(f"unknown docker network mode {value!r}; choose host or bridge")
     if name == "backend" and value not in get_args(BackendName):
@@ -234,9 +258,24 @@ def _flag(name: str, value: Any) -> bool:
     raise ConfigError(f"{name} {value!r} is not true or false")
 
 
-def _number(kind: type[int] | type[float], name: str, value: Any) -> int | float:
-    expected = "a whole number" if kind is int else "a number"
-    if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+_PUBLISH = ("auto", "github", "gitlab", "files", "none")
+# Numeric settings: (whole?, largest value); every one must be above 0.
+_LIMITS: dict[str, tuple[bool, float]] = {
+    "users": (True, MAX_USERS),
+    "processes": (True, MAX_PROCESSES),
+    "workers": (True, MAX_PROCESSES),
+    "expect_workers": (True, MAX_PROCESSES),
+    "master_port": (True, 65535),
+    "spawn_rate": (False, MAX_SPAWN_RATE),
+    "window_s": (False, MAX_WINDOW_S),
+}
+
+
+def _number(name: str, value: Any) -> int | float:
+    whole, high = _LIMITS[name]
+    kind: type[int] | type[float] = int if whole else float
+    expected = "a whole number" if whole else "a number"
+    if isinstance(value, bool) or (whole and isinstance(value, float) and not value.is_integer()):
         raise ConfigError(f"{name} {value!r} is not {expected}")
     try:
         number = kind(str(value).strip()) if isinstance(value, str) else kind(value)
@@ -244,8 +283,8 @@ def _number(kind: type[int] | type[float], name: str, value: Any) -> int | float
         raise ConfigError(f"{name} {value!r} is not {expected}") from None
     if not math.isfinite(number):
         raise ConfigError(f"{name} {value!r} is not a finite number")
-    if number <= 0:
-        raise ConfigError(f"{name} must be greater than 0, got {value!r}")
+    if not 0 < number <= high:
+        raise ConfigError(f"{name} must be greater than 0 and at most {high:g}, got {value!r}")
     return number
 
 
@@ -274,6 +313,23 @@ def _normalise(layer: Mapping[str, Any], origin: str) -> dict[str, Any]:
     return out
 
 
+def check_values(data: Mapping[str, Any], origin: str) -> None:
+    """Every value of the file, every scenario's section and thresholds included, before anything
+    starts: a typo in the nightly scenario's section fails the smoke run too, not the night."""
+    from ci_perf.thresholds import parse_thresholds
+
+    sections = data.get("scenarios") or {}
+    try:
+        for name in ("", *sections):  # "": the top level alone
+            _normalise(_flatten_file(data, name), origin)
+        parse_thresholds(data.get("thresholds"), None)
+        for name, section in sections.items():
+            parse_thresholds(data.get("thresholds"), (section or {}).get("thresholds"),
+                             scenario_path=f"scenarios.{name}.thresholds")  # fmt: skip
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+
+
 def build_settings(
     cli: Mapping[str, Any], env: Mapping[str, str] | None = None, config_file: Path | None = None
 ) -> Settings:
@@ -284,9 +340,11 @@ def build_settings(
     env_set = _normalise(_from_env(env), "the environment")
     scenario = str(cli_set.get("scenario") or env_set.get("scenario") or "")
     data = load_file(config_file)
+    origin = str(config_file or DEFAULT_CONFIG_FILE)
+    check_values(data, origin)
     if not scenario:
         scenario = str(data.get("scenario") or Settings.scenario)
-    layers = [_normalise(_flatten_file(data, scenario), str(config_file or DEFAULT_CONFIG_FILE)), env_set,
+    layers = [_normalise(_flatten_file(data, scenario), origin), env_set,
               _normalise(cli_set, "the command line")]  # fmt: skip
     merged = {k: v for layer in layers for k, v in layer.items()}
     # api_env adds up: the file's, then CI_PERF_API_ENV, then --api-env; the later wins per key.
