@@ -37,9 +37,9 @@ def test_unknown_scenario_exits_2_with_one_line() -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{not json", "is not readable JSON"),
+        ("{not json", "not valid JSON"),
         ("[1, 2]", "expected a JSON object"),
-        ('{"schema_version": 1, "result": {}}', "missing field"),
+        ('{"schema_version": 1, "result": {}}', "result lacks 'meta'"),
         ('{"schema_version": 99}', "schema_version is 99"),
     ],
 )

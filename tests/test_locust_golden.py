@@ -143,17 +143,20 @@ GOOD_WINDOWS = (GOLDEN / "smoke" / "locust_windows.json").read_text()
     ("stats", "windows", "message"),
     [
         ("{not json", None, "locust_json.json: not valid JSON"),
-        ('{"a": 1}', None, "expected a list of Locust stats entries, found dict"),
-        ("[1]", None, "entry 0 is int, expected an object"),
-        (json.dumps([{**GOOD_ENTRY, "num_requests": "7"}]), None, "entry 0 has num_requests='7'"),
+        ('{"a": 1}', None, "expected a list of Locust stats entries, found an object"),
+        ("[1]", None, "entry 0 is 1, expected an object"),
+        (json.dumps([{**GOOD_ENTRY, "num_requests": "7"}]), None, "num_requests is .7., expected a whole number"),
         (
             json.dumps([{k: v for k, v in GOOD_ENTRY.items() if k != "response_times"}]),
             None,
             "entry 0 lacks 'response_times'",
         ),
-        (json.dumps([{**GOOD_ENTRY, "response_times": {"x": 1}}]), None, "histogram is malformed"),
-        (json.dumps([GOOD_ENTRY]), "[]", "locust_windows.json: the document is list"),
+        (json.dumps([{**GOOD_ENTRY, "response_times": {"x": 1}}]), None, "entry 0 response_times is malformed"),
+        (json.dumps([GOOD_ENTRY]), "[]", "locust_windows.json: the document is a list, expected an object"),
         (json.dumps([GOOD_ENTRY]), GOOD_WINDOWS.replace('"window_s"', '"w"'), "lacks 'window_s'"),
+        ("[" + json.dumps(GOOD_ENTRY).replace("0.24426499999208318", "NaN") + "]", None, "NaN is not a number"),
+        (json.dumps([GOOD_ENTRY]), GOOD_WINDOWS.replace('"window_s": 1.0', '"window_s": 1e-9'), "windows of 1e-09s"),
+        (json.dumps([GOOD_ENTRY]), GOOD_WINDOWS.replace('"users": [[0, 4]', '"users": [[0, -4]'), "users[0] is a list"),
     ],
 )
 def test_malformed_files_raise_one_line_result_error(
@@ -171,7 +174,7 @@ def test_missing_files_raise_result_error(tmp_path: Path) -> None:
     with pytest.raises(ResultError, match="no --json-file output"):
         parse_locust(RunArtifacts("locust", "2.47.0", "", 0, {}), META)
     art = RunArtifacts("locust", "2.47.0", "", 0, {"locust_json": tmp_path / "locust.json"})
-    with pytest.raises(ResultError, match=r"locust\.json: cannot be read"):
+    with pytest.raises(ResultError, match=r"locust\.json: does not exist"):
         parse_locust(art, META)
 
 

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from urllib.parse import quote
 
 from ci_perf.digest import decode_digest
 from ci_perf.errors import ConfigError, ResultError
+from ci_perf.jsonread import load_json, parse_json
 from ci_perf.model import Outcome, RunResult
 from ci_perf.publish import github as gh
 from ci_perf.publish import gitlab as gl
@@ -86,11 +88,10 @@ def load_result_json(data: Any) -> RunResult:
 
 
 def load_result_file(path: Path) -> RunResult:
+    data = load_json(path)  # ResultError naming the file
     try:
-        return load_result_json(json.loads(path.read_text(encoding="utf-8")))
-    except OSError as exc:
-        raise ResultError(f"cannot read {path}: {exc.strerror}") from None
-    except (ValueError, ResultError) as exc:
+        return load_result_json(data)
+    except ResultError as exc:
         raise ResultError(f"{path}: {exc}") from None
 
 
@@ -169,8 +170,8 @@ def _result_from_zip(blob: bytes) -> RunResult:
             names = sorted((n for n in zf.namelist() if n.endswith("results.json")), key=len)
             if not names:
                 raise ResultError("the baseline artifact has no results.json")
-            return load_result_json(json.loads(zf.read(names[0])))
-    except (zipfile.BadZipFile, ValueError) as exc:
+            return load_result_json(parse_json(zf.read(names[0]), f"the baseline artifact's {names[0]}"))
+    except (zipfile.BadZipFile, ValueError, EOFError, zlib.error) as exc:
         raise ResultError(f"the baseline artifact is not a readable zip of results.json ({exc})") from None
 
 

@@ -8,9 +8,11 @@ import base64
 import gzip
 import json
 import re
+import zlib
 from dataclasses import replace
 
 from ci_perf.errors import ResultError
+from ci_perf.jsonread import parse_json
 from ci_perf.model import RunResult
 
 DIGEST_PREFIX = "<!-- ci-perf-digest:"
@@ -46,6 +48,10 @@ def decode_digest(comment_body: str) -> RunResult | None:
     if not found:
         return None
     try:
-        return RunResult.from_dict(json.loads(gzip.decompress(base64.b64decode(found.group(1)))))
-    except (ValueError, OSError, EOFError, ResultError):
+        raw = gzip.decompress(base64.b64decode(found.group(1)))
+    except (ValueError, OSError, EOFError, zlib.error):
+        return None
+    try:
+        return RunResult.from_dict(parse_json(raw, "the digest"))
+    except ResultError:
         return None

@@ -13,9 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from ci_perf.errors import ResultError
+from ci_perf.jsonread import decode
 from ci_perf.observe.model import SystemMetrics
 
 SCHEMA_VERSION = 1
@@ -51,6 +52,7 @@ class LatencyHistogram:
     counts, so shards, windows and runs combine without averaging percentiles."""
 
     counts: tuple[tuple[float, int], ...] = ()
+    JSON_AS: ClassVar[str] = "counts"  # stored as its list of [value, count] pairs (jsonread.decode)
 
     @classmethod
     def from_mapping(cls, counts: Mapping[float, int]) -> LatencyHistogram:
@@ -95,7 +97,7 @@ class LatencyHistogram:
 
     @classmethod
     def from_dict(cls, data: Any) -> LatencyHistogram:
-        return cls(tuple((float(v), int(c)) for v, c in data))
+        return decode(cls, data, "histogram")
 
 
 @dataclass(frozen=True)
@@ -393,22 +395,11 @@ class Outcome:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Outcome:
-        try:
-            _check_version(data)
-            comparison, system, infra = data.get("comparison"), data.get("system"), data.get("infra")
-            return cls(
-                result=_decode_result(data["result"]),
-                evaluation=Evaluation(tuple(_decode_check(c) for c in data["evaluation"]["checks"])),
-                comparison=_decode_comparison(comparison) if comparison else None,
-                system=SystemMetrics.from_dict(system) if system else None,
-                findings=tuple(Finding(**{**f, "status": Status(f["status"])}) for f in data.get("findings", ())),
-                gating=Gating(**data["gating"]) if data.get("gating") else Gating(),
-                infra=Infra(**infra) if infra else None,
-            )
-        except ResultError:
-            raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ResultError(f"not a ci-perf results document ({_describe(exc)})") from exc
+        """A results.json document, every field checked (ResultError naming the field)."""
+        if not isinstance(data, Mapping):
+            raise ResultError(f"not a ci-perf results document (a JSON {type(data).__name__}, expected an object)")
+        _check_version(data)
+        return decode(cls, data, "")
 
 
 # --- JSON encoding -------------------------------------------------------------------------------
@@ -434,12 +425,6 @@ def _encode(obj: Any) -> Any:
     return obj
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, KeyError):
-        return f"missing field {exc.args[0]!r}"
-    return str(exc) or type(exc).__name__
-
-
 def _check_version(data: Mapping[str, Any]) -> None:
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
@@ -449,78 +434,13 @@ def _check_version(data: Mapping[str, Any]) -> None:
         )
 
 
-def _finite(d: Mapping[str, Any], key: str) -> float:
-    """A measured figure: a finite number (NaN or infinity would render as "nan ms")."""
-    value = d[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{key} is {value!r}, not a finite number")
-    return float(value)
+def _decode_result(d: Any) -> RunResult:
+    if not isinstance(d, Mapping):
+        raise ResultError(f"not a ci-perf run result (a JSON {type(d).__name__}, expected an object)")
+    if "schema_version" in d:
+        _check_version(d)
+    return decode(RunResult, d, "")
 
 
-def _count(d: Mapping[str, Any], key: str) -> int:
-    value = d[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{key} is {value!r}, not a count")
-    return value
-
-
-def _decode_endpoint(d: Mapping[str, Any]) -> EndpointStats:
-    hist = d.get("histogram")
-    return EndpointStats(
-        method=str(d["method"]),
-        name=str(d["name"]),
-        requests=_count(d, "requests"),
-        failures=_count(d, "failures"),
-        rps=_finite(d, "rps"),
-        min_ms=_finite(d, "min_ms"),
-        avg_ms=_finite(d, "avg_ms"),
-        p50_ms=_finite(d, "p50_ms"),
-        p90_ms=_finite(d, "p90_ms"),
-        p95_ms=_finite(d, "p95_ms"),
-        p99_ms=_finite(d, "p99_ms"),
-        max_ms=_finite(d, "max_ms"),
-        histogram=LatencyHistogram.from_dict(hist) if hist is not None else None,
-        windows=tuple(_decode_window(w) for w in d.get("windows", ())),
-        errors=tuple(ErrorCount(**e) for e in d.get("errors", ())),
-        all_p95_ms=float(d["all_p95_ms"]) if d.get("all_p95_ms") is not None else None,
-    )
-
-
-def _decode_window(w: Mapping[str, Any]) -> Window:
-    hist = w.get("histogram")
-    return Window(**{**w, "histogram": LatencyHistogram.from_dict(hist) if hist is not None else None})
-
-
-def _decode_meta(d: Mapping[str, Any]) -> RunMeta:
-    return RunMeta(**{**d, "labels": dict(d.get("labels", {}))})
-
-
-def _decode_result(d: Mapping[str, Any]) -> RunResult:
-    try:
-        _check_version(d) if "schema_version" in d else None
-        avail = d.get("availability")
-        return RunResult(
-            meta=_decode_meta(d["meta"]),
-            total=_decode_endpoint(d["total"]),
-            endpoints=tuple(_decode_endpoint(e) for e in d["endpoints"]),
-            availability=Availability(**avail) if avail else None,
-            decisions={str(k): int(v) for k, v in d["decisions"].items()} if d.get("decisions") else None,
-        )
-    except ResultError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ResultError(f"not a ci-perf run result ({_describe(exc)})") from exc
-
-
-def _decode_check(d: Mapping[str, Any]) -> CheckResult:
-    return CheckResult(**{**d, "status": Status(d["status"])})
-
-
-def _decode_comparison(d: Mapping[str, Any]) -> Comparison:
-    return Comparison(
-        source=d["source"],
-        baseline=_decode_meta(d["baseline"]),
-        method=d["method"],
-        deltas=tuple(MetricDelta(**{**x, "change": Change(x["change"])}) for x in d["deltas"]),
-        warning=d.get("warning", ""),
-    )
+def _decode_comparison(d: Any) -> Comparison:
+    return decode(Comparison, d, "comparison")

@@ -25,6 +25,7 @@ from ci_perf.analysis import findings_for
 from ci_perf.auth import Auth, mask, mask_data, mask_files
 from ci_perf.config import Settings
 from ci_perf.errors import CiPerfError, ConfigError, ResultError, RunnerError, ServiceError
+from ci_perf.jsonread import load_json
 from ci_perf.model import (
     AGGREGATE,
     Comparison,
@@ -317,12 +318,9 @@ def write_outputs(outcome: Outcome, report_dir: Path, secret_values: list[str]) 
 
 
 def load_outcome(path: Path) -> Outcome:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultError(f"{path} does not exist; pass the results.json of a ci-perf run") from None
-    except (OSError, ValueError) as exc:
-        raise ResultError(f"{path} is not readable JSON ({exc}); pass the results.json of a ci-perf run") from None
+    if not path.exists():
+        raise ResultError(f"{path} does not exist; pass the results.json of a ci-perf run")
+    data = load_json(path)  # ResultError naming the file: not UTF-8, not JSON, NaN
     if not isinstance(data, dict):
         raise ResultError(f"{path} is not a ci-perf results document (expected a JSON object)")
     try:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ci_perf.errors import ResultError
+from ci_perf.jsonread import decode
 
 
 @dataclass(frozen=True)
@@ -115,17 +115,7 @@ class SystemMetrics:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SystemMetrics:
-        try:
-            db, rd = d.get("database"), d.get("redis")
-            return cls(
-                started_at=float(d["started_at"]), interval_s=float(d["interval_s"]),
-                services=tuple(_decode_service(s) for s in d.get("services", ())),
-                database=_decode_database(db) if db is not None else None,
-                redis=RedisMetrics(tuple(RedisSample(**s) for s in rd.get("samples", ())), rd.get("note", ""))
-                if rd is not None else None,
-            )  # fmt: skip
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ResultError(f"not a ci-perf system metrics document ({exc!r})") from exc
+        return decode(cls, d, "system")
 
 
 def _encode(obj: Any) -> Any:
@@ -138,19 +128,3 @@ def _encode(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
-
-
-def _decode_service(d: Mapping[str, Any]) -> ServiceSeries:
-    return ServiceSeries(
-        str(d["service"]), tuple(ResourceSample(**s) for s in d.get("samples", ())), str(d.get("note", ""))
-    )
-
-
-def _decode_database(d: Mapping[str, Any]) -> DatabaseMetrics:
-    return DatabaseMetrics(
-        connections=tuple(ConnectionSample(float(c["t_s"]), {str(k): int(v) for k, v in c["by_state"].items()})
-                          for c in d.get("connections", ())),
-        statements=tuple(StatementStat(**s) for s in d.get("statements", ())),
-        calls=int(d.get("calls", 0)), query_mean_ms=d.get("query_mean_ms"),
-        servers_before=d.get("servers_before"), servers_after=d.get("servers_after"), note=str(d.get("note", "")),
-    )  # fmt: skip

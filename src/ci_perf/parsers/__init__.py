@@ -10,6 +10,9 @@ from ci_perf.model import TOOLS, RunMeta, RunResult
 from ci_perf.runners.base import RunArtifacts
 
 Parser = Callable[[RunArtifacts, RunMeta], RunResult]
+# Beyond these a tool's file is broken, not a run (a window_s of 1e-9 or 1e308 would hang or overflow).
+MAX_WINDOWS = 100_000
+MAX_WINDOW_S = 86_400.0
 PARSERS: dict[str, Parser] = {}
 
 

@@ -21,8 +21,9 @@ from typing import Any, NoReturn
 
 from ci_perf.config import parse_shard
 from ci_perf.errors import ResultError
+from ci_perf.jsonread import check_fields, check_value, load_json, shown
 from ci_perf.model import AGGREGATE, EndpointStats, ErrorCount, LatencyHistogram, RunMeta, RunResult, Window
-from ci_perf.parsers import register
+from ci_perf.parsers import MAX_WINDOW_S, MAX_WINDOWS, register
 from ci_perf.parsers.k6_stream import SUCCESS_METRIC, StreamHistograms, read_histograms
 from ci_perf.runners.base import RunArtifacts
 from ci_perf.scenarios.catalog import TASKS
@@ -46,6 +47,7 @@ class Summary:
     def __init__(self, path: Path) -> None:
         self.path = path
         doc = _load(path)
+        check_summary(path, doc)
         raw = doc.get("metrics")
         if not isinstance(raw, dict) or "http_reqs" not in raw:
             self.fail("has no metrics.http_reqs (did the run make any HTTP request?)")
@@ -62,9 +64,8 @@ class Summary:
         total = self.get("http_reqs")
         duration_ms = state.get("testRunDurationMs")
         # The export has no run duration; k6's own rate gives it back (rate = count / duration).
-        self.run_s = (
-            float(duration_ms) / 1000 if duration_ms else total["count"] / total["rate"] if total.get("rate") else 0.0
-        )
+        rate = total.get("rate")
+        self.run_s = float(duration_ms) / 1000 if duration_ms else total.get("count", 0) / rate if rate else 0.0
 
     def fail(self, what: str) -> NoReturn:
         raise ResultError(f"k6 summary {self.path}: {what}")
@@ -90,19 +91,65 @@ _TREND_FLAG = "'min,avg,med,p(90),p(95),p(99),max,count'"
 
 
 def _load(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ResultError(f"k6 summary {path}: missing (k6 wrote no summary; see k6.stderr.log)") from None
-    except OSError as exc:
-        raise ResultError(f"k6 summary {path}: unreadable ({exc.strerror})") from exc
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise ResultError(f"k6 summary {path}: not valid JSON ({exc})") from exc
+    doc = load_json(path, f"k6 summary {path}", missing="missing (k6 wrote no summary; see k6.stderr.log)")
     if not isinstance(doc, dict):
         raise ResultError(f"k6 summary {path}: not a JSON object")
     return doc
+
+
+# --- validation: every field the parser reads, checked before it reads any ---------------------
+
+BLOCK_FIELDS = {"format": "count?", "window_s": "number?", "windows": "count?", "duration_s": "number?",
+                "plan": "object?", "endpoints": "list?", "expected_statuses": "list?", "error_statuses": "list?",
+                "reasons": "object?", "decisions": "list?"}  # fmt: skip
+STAT_NAMES = ("min", "avg", "med", "max", "p(90)", "p(95)", "p(99)", "value")
+COUNT_NAMES = ("count", "rate", "passes", "fails")
+
+
+def check_summary(path: Path, doc: dict[str, Any]) -> None:
+    """The metrics (objects of finite figures, counts not negative), the run state and our script's
+    ci_perf block: ResultError naming the field."""
+    where, metrics = f"k6 summary {path}", doc.get("metrics")
+    for key, metric in metrics.items() if isinstance(metrics, dict) else ():
+        values = check_value(f"{where}: metrics.{key}", metric, "object")
+        values = values["values"] if isinstance(values.get("values"), dict) else values
+        for stat in (*STAT_NAMES, *COUNT_NAMES):
+            if stat in values:
+                check_value(f"{where}: metrics.{key}.{stat}", values[stat], "number")
+                if stat in COUNT_NAMES and values[stat] < 0:
+                    raise ResultError(f"{where}: metrics.{key}.{stat} is {values[stat]}, expected a number >= 0")
+    state = check_fields(f"{where}: state", doc.get("state") or {}, {"testRunDurationMs": "number?"})
+    if (state.get("testRunDurationMs") or 0) < 0:
+        raise ResultError(f"{where}: state.testRunDurationMs is negative")
+    if doc.get("ci_perf") is not None:
+        _check_block(f"{where}: ci_perf", check_fields(f"{where}: ci_perf", doc["ci_perf"], BLOCK_FIELDS))
+
+
+def _check_block(where: str, block: dict[str, Any]) -> None:
+    if (block.get("windows") or 0) > MAX_WINDOWS or not 0 <= (block.get("window_s") or 0) <= MAX_WINDOW_S:
+        raise ResultError(
+            f"{where}: {block.get('windows')} windows of {block.get('window_s')}s are no run's (at most "
+            f"{MAX_WINDOWS} windows of at most a day)"
+        )
+    plan = check_fields(f"{where}.plan", block.get("plan") or {}, {"start_users": "count?", "stages": "list?"})
+    _pairs(f"{where}.plan.stages", plan.get("stages") or [], "number", "count")
+    if any(seconds < 0 for seconds, _ in plan.get("stages") or []):
+        raise ResultError(f"{where}.plan.stages: a stage of negative length")
+    _pairs(f"{where}.endpoints", block.get("endpoints") or [], "str", "str")
+    for name in ("expected_statuses", "error_statuses", "decisions"):
+        kind = "str" if name == "decisions" else "count"
+        for i, item in enumerate(block.get(name) or []):
+            check_value(f"{where}.{name}[{i}]", item, kind)
+    for key, pairs in (block.get("reasons") or {}).items():
+        _pairs(f"{where}.reasons.{key}", check_value(f"{where}.reasons.{key}", pairs, "list"), "str", "str")
+
+
+def _pairs(where: str, items: list[Any], first: str, second: str) -> None:
+    for i, item in enumerate(items):
+        if not isinstance(item, list) or len(item) != 2:
+            raise ResultError(f"{where}[{i}] is {shown(item)}, expected a pair")
+        check_value(f"{where}[{i}][0]", item[0], first)
+        check_value(f"{where}[{i}][1]", item[1], second)
 
 
 Tags = dict[str, str]  # an endpoint's sub-metric tags: {} for all requests

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import math
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,7 +105,7 @@ def read_histograms(path: Path, metric: str = "http_req_duration") -> StreamHist
             _read(fh, isinstance(fh, gzip.GzipFile), path, cells, out, name)
     except FileNotFoundError:
         raise ResultError(f"k6 output {path}: missing (was k6 run with --out json=...?)") from None
-    except (OSError, gzip.BadGzipFile) as exc:
+    except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise ResultError(f"k6 output {path}: unreadable ({exc})") from exc
     _fold(cells, out, path)
     return out
@@ -171,6 +173,7 @@ def _scan(
                 if t > 0:
                     with contextlib.suppress(ValueError):
                         ms = float(view[v + skip_value : t])
+                    ms = ms if ms is None or math.isfinite(ms) else None  # "NaN": the slow path refuses it
             if ms is None:
                 start = buf.rfind(b"\n", 0, pos) + 1
                 line = bytes(view[start:stop])
@@ -190,9 +193,10 @@ def _fold(cells: dict[bytes, Counts], out: StreamHistograms, path: Path) -> None
     for raw, counts in cells.items():
         try:
             tags = json.loads(b'{"data":{' + raw[1:])["data"].get("tags") or {}
-        except ValueError as exc:
-            raise ResultError(f"k6 output {path}: bad tags {raw[:200]!r} ({exc})") from exc
-        out.add_counts(*_key(tags), counts)
+            key = _key(tags)
+        except (ValueError, AttributeError) as exc:
+            raise ResultError(f"k6 output {path}: bad tags {raw[:200]!r} ({exc})") from None
+        out.add_counts(*key, counts)
     cells.clear()
 
 
@@ -218,6 +222,9 @@ def _add_point(out: StreamHistograms, path: Path, offset: int, line: bytes, metr
             return  # e.g. the Metric declaration, or the name inside another metric's line
         data = doc["data"]
         key, win = _key(data.get("tags") or {})
-        out.add(key, win, float(data["value"]))
+        value = float(data["value"])
+        if not math.isfinite(value):
+            raise ValueError(f"value {value}")
+        out.add(key, win, value)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ResultError(f"k6 output {path}, line {_line_number(path, offset)}: not a k6 Point ({exc})") from exc

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import json
 import math
 import re
 from collections import defaultdict
@@ -23,73 +22,97 @@ from pathlib import Path
 from typing import Any
 
 from ci_perf.errors import ResultError
+from ci_perf.jsonread import check_fields, check_value, is_count, load_json, shown
 from ci_perf.model import AGGREGATE, EndpointStats, ErrorCount, LatencyHistogram, RunMeta, RunResult, Window
-from ci_perf.parsers import register
+from ci_perf.parsers import MAX_WINDOW_S, MAX_WINDOWS, register
 from ci_perf.runners.base import RunArtifacts
 
+# What each object must hold (jsonread.check_fields; "?": may be missing or null).
 ENTRY_FIELDS = {
-    "name": str,
-    "method": str,
-    "num_requests": int,
-    "num_none_requests": int,
-    "num_failures": int,
-    "total_response_time": (int, float),
-    "max_response_time": (int, float),
-    "response_times": dict,
+    "name": "str",
+    "method": "str",
+    "num_requests": "count",
+    "num_none_requests": "count",
+    "num_failures": "count",
+    "total_response_time": "number",
+    "max_response_time": "number",
+    "min_response_time": "number?",
+    "start_time": "number?",
+    "last_request_timestamp": "number?",
+    "response_times": "object",
 }
-WINDOW_FIELDS = {"index": int, "method": str, "name": str, "requests": int, "failures": int, "response_times": list}
+WINDOWS_DOC_FIELDS = {
+    "window_s": "number",
+    "windows": "list",
+    "errors": "list",
+    "users": "list",
+    "format": "count?",
+    "started_at": "number?",
+    "stopped_at": "number?",
+    "workers": "object?",
+}
+WINDOW_FIELDS = {
+    "index": "count",
+    "method": "str",
+    "name": "str",
+    "requests": "count",
+    "failures": "count",
+    "response_times": "list",
+    "limited": "count?",
+    "ok_sum_ms": "number?",
+    "ok_min_ms": "number?",
+    "ok_max_ms": "number?",
+    "decisions": "object?",
+}
+ERROR_FIELDS = {"method": "str", "name": "str", "error": "str", "occurrences": "count"}
+WORKERS_FIELDS = {"seen": "count?", "expected": "count?", "lost": "list?"}
 Key = tuple[str, str]  # (method, name)
-
-
-def _load(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ResultError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise ResultError(f"{path}: not valid JSON ({exc})") from exc
-
-
-def _check_fields(path: Path, what: str, obj: Any, fields: Mapping[str, Any]) -> None:
-    if not isinstance(obj, dict):
-        raise ResultError(f"{path}: {what} is {type(obj).__name__}, expected an object")
-    for name, kind in fields.items():
-        if name not in obj:
-            raise ResultError(f"{path}: {what} lacks {name!r}")
-        if not isinstance(obj[name], kind) or isinstance(obj[name], bool):
-            raise ResultError(f"{path}: {what} has {name}={obj[name]!r}, of the wrong type")
 
 
 def read_stats(path: Path) -> list[dict[str, Any]]:
     """Locust's --json-file: a list of per-endpoint stats entries (no aggregate row)."""
-    data = _load(path)
+    data = load_json(path)
     if not isinstance(data, list):
-        raise ResultError(f"{path}: expected a list of Locust stats entries, found {type(data).__name__}")
+        raise ResultError(f"{path}: expected a list of Locust stats entries, found {shown(data)}")
     for i, entry in enumerate(data):
-        _check_fields(path, f"entry {i}", entry, ENTRY_FIELDS)
+        check_fields(f"{path}: entry {i}", entry, ENTRY_FIELDS)
+        _histogram(path, entry["response_times"], f"entry {i} response_times")
     return data
 
 
 def read_windows(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = _load(path)
-    _check_fields(
-        path, "the document", data, {"window_s": (int, float), "windows": list, "errors": list, "users": list}
-    )
+    """Our plugin's windows file, every field checked before anything reads it."""
+    data: dict[str, Any] = check_fields(f"{path}: the document", load_json(path), WINDOWS_DOC_FIELDS)
+    if not 0 < data["window_s"] <= MAX_WINDOW_S:
+        raise ResultError(f"{path}: window_s is {data['window_s']}, expected a length from 0 to a day")
     for i, row in enumerate(data["windows"]):
-        _check_fields(path, f"window {i}", row, WINDOW_FIELDS)
-    if data["window_s"] <= 0:
-        raise ResultError(f"{path}: window_s is {data['window_s']}, expected a positive length")
+        check_fields(f"{path}: window {i}", row, WINDOW_FIELDS)
+        _histogram(path, row["response_times"], f"window {i} response_times")
+        for decision, n in (row.get("decisions") or {}).items():
+            check_value(f"{path}: window {i} decisions.{decision}", n, "count")
+    for i, row in enumerate(data["errors"]):
+        check_fields(f"{path}: error {i}", row, ERROR_FIELDS)
+    for i, row in enumerate(data["users"]):
+        if not (isinstance(row, list) and len(row) == 2 and all(is_count(v) for v in row)):
+            raise ResultError(f"{path}: users[{i}] is {shown(row)}, expected [window index, users]")
+    if data.get("workers") is not None:
+        check_fields(f"{path}: workers", data["workers"], WORKERS_FIELDS)
     return data
 
 
-def _histogram(path: Path, counts: Mapping[Any, Any] | Iterable[Any]) -> LatencyHistogram:
+def _histogram(path: Path, counts: Mapping[Any, Any] | Iterable[Any], what: str = "") -> LatencyHistogram:
+    """Locust's {ms: count} or our [[ms, count], ...]: finite values, whole counts."""
     pairs = counts.items() if isinstance(counts, Mapping) else counts
+    out: dict[float, int] = {}
     try:
-        return LatencyHistogram.from_mapping({float(k): int(v) for k, v in pairs})
+        for k, v in pairs:
+            value = float(k)
+            if not math.isfinite(value) or not is_count(v):
+                raise ValueError(f"{k!r}: {v!r}")
+            out[value] = out.get(value, 0) + v
     except (TypeError, ValueError) as exc:
-        raise ResultError(f"{path}: a response-time histogram is malformed ({exc})") from exc
+        raise ResultError(f"{path}: {what or 'a response-time histogram'} is malformed ({exc})") from None
+    return LatencyHistogram.from_mapping(out)
 
 
 def measured_duration(entries: list[dict[str, Any]], doc: dict[str, Any] | None) -> float:
@@ -234,10 +257,13 @@ def build_windows(path: Path, doc: dict[str, Any], duration: float) -> dict[Key 
             cell[0] += row["requests"]
             cell[1] += row["failures"]
             cell[2].add(path, row)
-            if "limited" in row:  # files of older versions do not count 429s
+            if row.get("limited") is not None:  # files of older versions do not count 429s
                 cell[3] = (cell[3] or 0) + int(row["limited"])
     # A trailing sliver of the run (< 5% of a window, after the last request) is no window of its own.
-    count = max([math.ceil(duration / w - 0.05), *(i + 1 for c in cells.values() for i in c)], default=0)
+    span = duration / w - 0.05
+    count = max([math.ceil(min(span, MAX_WINDOWS + 1)), *(i + 1 for c in cells.values() for i in c)])
+    if count > MAX_WINDOWS:
+        raise ResultError(f"{path}: more than {MAX_WINDOWS} windows of {w:g}s (window_s or a window index is wrong)")
     out: dict[Key | None, tuple[Window, ...]] = {}
     for key, by_index in cells.items():
         out[key] = tuple(_window(i, w, duration, users.get(i, 0), by_index.get(i)) for i in range(count))
