@@ -160,7 +160,8 @@ def mutate_json(data: st.DataObject, doc: Any) -> bytes:
             parent[key] = {str(i): v for i, v in enumerate(node)}
         else:
             parent[key] = copy.deepcopy(data.draw(st.sampled_from(ODD_VALUES)))
-    return json.dumps(doc).encode()  # NaN and infinities as Python writes them: NaN, Infinity
+    # Compact, as k6 writes its lines; NaN and infinities as Python writes them: NaN, Infinity.
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def mutate_bytes(data: st.DataObject, raw: bytes) -> bytes:
