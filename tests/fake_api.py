@@ -113,3 +113,14 @@ def fake_api() -> Iterator[FakeApi]:
 
 def link_next(url: str) -> dict[str, str]:
     return {"Link": f'<{url}>; rel="next"'}
+
+
+def answer_lost(action: Callable[[Recorded], Reply], reply: Reply) -> Callable[[Recorded], Reply]:
+    """A responder that carries the request out (`action`) and then answers `reply` instead, as an API
+    does when it created the thing but its gateway failed (a 5xx after the write)."""
+
+    def respond(rec: Recorded) -> Reply:
+        action(rec)
+        return reply
+
+    return respond

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from ci_perf.digest import strip_digest
 from ci_perf.errors import ConfigError
 from ci_perf.publish.api import ApiClient, ApiError, PublishStatus, require
 
@@ -88,14 +89,13 @@ def find_comment(client: ApiClient, repo: str, number: int, marker: str) -> dict
 
 
 def upsert_comment(client: ApiClient, repo: str, number: int, marker: str, body: str) -> PublishStatus:
-    """Edit the comment carrying `marker` in place, or create it."""
-    existing = find_comment(client, repo, number, marker)
-    if existing:
-        resp = client.request("PATCH", f"/repos/{repo}/issues/comments/{existing['id']}", json={"body": body})
-        action = "updated"
-    else:
-        resp = client.request("POST", f"/repos/{repo}/issues/{number}/comments", json={"body": body})
-        action = "created"
+    """Edit the comment carrying `marker` in place, or create it (never twice: see create_or_update)."""
+    comments = f"/repos/{repo}/issues/{number}/comments"
+    action, resp = client.create_or_update(
+        lambda: find_comment(client, repo, number, marker),
+        lambda found: client.request("PATCH", f"/repos/{repo}/issues/comments/{found['id']}", json={"body": body}),
+        lambda: client.request("POST", comments, json={"body": body}, idempotent=False),
+    )
     url = str(resp.json().get("html_url", ""))
     return PublishStatus(True, action, f"comment {action} on #{number}", url)
 
@@ -113,7 +113,10 @@ def previous_comment_body(
 
 
 def compose(body: str, marker: str, digest: str = "") -> str:
-    """Marker first, digest last; the middle is cut if the whole would exceed GitHub's limit."""
+    """Marker first, digest last; the middle is cut if the whole would exceed GitHub's limit. A digest
+    already in `body` (re-publishing a folder whose comment.md an earlier publish wrote) is replaced."""
+    if digest:
+        body = strip_digest(body)
     head = "" if body.startswith(marker) else marker + "\n"
     tail = f"\n{digest}" if digest else ""
     room = MAX_BODY - len(head) - len(tail)
@@ -214,7 +217,9 @@ def publish_github(
     try:
         status = upsert_comment(api, require(env, "GITHUB_REPOSITORY"), number, marker, full)
     except ApiError as exc:
-        hint = " (read-only token: fork PR? use the workflow_run publisher)" if exc.status == 403 else ""
+        # A rate limit says when to retry (in the message); only a plain 403 is a read-only token.
+        forbidden = exc.status == 403 and exc.retry_after_s is None
+        hint = " (read-only token: fork PR? use the workflow_run publisher)" if forbidden else ""
         print(annotation_line(Annotation("warning", f"PR comment not posted: {exc}{hint}", "ci-perf")), file=out)
         return _not_posted("failed", f"not posted: {exc}{hint}", full, scenario, tool, number, report_dir, files)
     return PublishStatus(status.posted, status.action, status.detail, status.url, tuple(files))
