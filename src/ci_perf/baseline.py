@@ -26,6 +26,7 @@ from urllib.parse import quote
 from ci_perf.digest import decode_digest
 from ci_perf.errors import ConfigError, ResultError
 from ci_perf.model import Outcome, RunResult
+from ci_perf.observe.model import SystemMetrics
 from ci_perf.publish import github as gh
 from ci_perf.publish import gitlab as gl
 from ci_perf.publish.api import ApiClient, ApiError, require
@@ -86,8 +87,17 @@ def load_result_json(data: Any) -> RunResult:
 
 
 def load_result_file(path: Path) -> RunResult:
+    return load_saved(path)[0]
+
+
+def load_saved(path: Path) -> tuple[RunResult, SystemMetrics | None]:
+    """A saved run: the result, and the system view when the file is a whole results.json."""
     try:
-        return load_result_json(json.loads(path.read_text(encoding="utf-8")))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "result" in data:
+            outcome = Outcome.from_dict(data)
+            return outcome.result, outcome.system
+        return load_result_json(data), None
     except OSError as exc:
         raise ResultError(f"cannot read {path}: {exc.strerror}") from None
     except (ValueError, ResultError) as exc:

@@ -137,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("results", type=Path, nargs="+", help="results.json of each shard or separate run")
     merge.add_argument("--report-dir", "-o", type=Path, default=Path("reports/merged"))
     merge.add_argument("--config", "-c", type=Path, help="ci-perf.yml with thresholds (default ./ci-perf.yml)")
+    cmp = sub.add_parser("compare", help="judge a saved result against another as its baseline, running nothing")
+    cmp.add_argument("base", type=Path, help="the baseline: a results.json or a saved baseline (`baseline save`)")
+    cmp.add_argument("head", type=Path, help="the result to judge: a results.json")
+    cmp.add_argument("--report-dir", "-o", type=Path, help="where every report goes (default ./reports)")
+    cmp.add_argument("--config", "-c", type=Path, help="ci-perf.yml with thresholds (default ./ci-perf.yml)")
+    cmp.add_argument("--fail-on-regression", action="store_true", default=None, help="exit 1 when a metric degraded")
+    cmp.add_argument("--min-effect", help="smallest change that counts as a regression (default 10%%)")
     up = sub.add_parser("up", help="bring up the stack and keep it running until Ctrl-C")
     _add_stack_options(up)
     down = sub.add_parser("down", help="remove what a killed run left behind")
@@ -197,6 +204,9 @@ def dispatch(args: argparse.Namespace) -> int:
         "demo": lambda: commands.demo(args.duration, args.report_dir),
         "worker": lambda: commands.worker(_settings(args), args.master_host, args.master_port),
         "merge": lambda: commands.merge(args.results, args.report_dir, args.config),
+        "compare": lambda: commands.compare(
+            args.base, args.head, args.report_dir, args.config, args.fail_on_regression, args.min_effect
+        ),
     }
     if args.command == "baseline":
         if args.baseline_command == "save":
