@@ -159,12 +159,13 @@ def test_server_errors_are_retried_then_succeed(api: FakeApi, tmp_path: Path) ->
     assert waits == [0.01, 0.02, 0.01]  # exponential backoff, reset per request
 
 
-def test_a_create_answered_with_a_5xx_after_github_made_it_is_found_again_not_duplicated(
-    api: FakeApi, tmp_path: Path
+@pytest.mark.parametrize("lost", [Reply(502, {"message": "Server Error"}), None], ids=["502", "dropped"])
+def test_a_create_whose_answer_is_lost_after_github_made_it_is_found_again_not_duplicated(
+    api: FakeApi, tmp_path: Path, lost: Reply | None
 ) -> None:
     store = CommentStore(api, others=2)
     api.add("GET", COMMENTS, store.list)
-    api.add("POST", COMMENTS, answer_lost(store.create, Reply(502, {"message": "Server Error"})))
+    api.add("POST", COMMENTS, answer_lost(store.create, lost))
     api.add("PATCH", f"/repos/{REPO}/issues/comments/9001", store.edit)
     waits: list[float] = []
     status = _publish(_env(api, tmp_path), tmp_path, waits, io.StringIO())
