@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +113,10 @@ def test_a_bad_min_effect_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.
     assert main(["compare", str(BASE), str(SLOWER), "-o", str(tmp_path / "out"), "--min-effect", "lots"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ci-perf: error: ") and "min_effect" in err and len(err.splitlines()) == 1
+
+
+def test_the_exit_code_as_a_shell_sees_it(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "ci_perf", "compare", str(BASE), str(SLOWER), "-o", str(tmp_path / "out")]
+    gated = subprocess.run([*cmd, "--fail-on-regression"], capture_output=True, text=True, timeout=120)
+    assert gated.returncode == 1 and "Traceback" not in gated.stderr
+    assert subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
