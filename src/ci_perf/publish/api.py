@@ -134,7 +134,7 @@ class ApiClient:
         raise AssertionError("unreachable")
 
     def _describe(self, method: str, url: str, resp: requests.Response, limit: float | None = None) -> str:
-        detail = _error_detail(resp)
+        detail = " ".join(_error_detail(resp).split())[:500]  # one line, whatever the API sent
         if limit is not None:
             detail = f"rate limited, retry after {math.ceil(limit)} s" + (f" ({detail})" if detail else "")
         return self._masked(f"{method} {url} answered {resp.status_code} {resp.reason}: {detail}".rstrip(": "))
