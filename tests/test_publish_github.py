@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +192,7 @@ SECONDARY = "You have exceeded a secondary rate limit. Please wait a few minutes
         (Reply(403, {"message": SECONDARY}), "240", [60.0, 120.0]),  # no header: 1 min, doubling
         (
             Reply(403, {"message": "API rate limit exceeded for installation ID 1."},
-                  headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()) + 600)}),
+                  headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": "+600"}),  # 600 s from now
             "(599|600)",
             [],
         ),
@@ -200,6 +201,9 @@ SECONDARY = "You have exceeded a secondary rate limit. Please wait a few minutes
 def test_a_rate_limit_longer_than_the_budget_says_when_to_retry_not_fork_pr(
     api: FakeApi, tmp_path: Path, reply: Reply, said: str, waited: list[float]
 ) -> None:
+    reset = reply.headers.get("x-ratelimit-reset", "")
+    if reset.startswith("+"):  # epoch seconds, as GitHub sends it, counted from now
+        reply = replace(reply, headers={**reply.headers, "x-ratelimit-reset": str(int(time.time()) + int(reset))})
     api.add("GET", COMMENTS, Reply(200, []))
     api.add("POST", COMMENTS, reply)
     out, waits = io.StringIO(), []
