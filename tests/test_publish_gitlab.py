@@ -210,3 +210,21 @@ def test_republishing_a_folder_embeds_the_digest_once(
     assert [s[:2] for s in sent] == [("POST", NOTES), ("PUT", f"{NOTES}/77")]
     assert sent[0][2] == sent[1][2] and sent[0][2].count("<!-- ci-perf-digest:") == 1
     assert (report / "comment.md").read_text().count("<!-- ci-perf-digest:") == 1
+
+
+def test_publish_outcome_without_token_warns_once(
+    api: FakeApi, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `ci-perf run` prints in a merge-request pipeline with no token: one line, no API call."""
+    import synth
+    from ci_perf.config import Settings
+    from ci_perf.model import Evaluation, Outcome
+    from ci_perf.publish import publish_outcome
+
+    env = _env(api)
+    del env["CI_PERF_GITLAB_TOKEN"]
+    status = publish_outcome("gitlab", Outcome(synth.run(1), Evaluation()), Settings(report_dir=tmp_path), {}, env)
+    captured = capsys.readouterr()
+    lines = [line for line in (captured.out + captured.err).splitlines() if "CI_PERF_GITLAB_TOKEN" in line]
+    assert len(lines) == 1 and lines[0].startswith("ci-perf: warning: CI_PERF_GITLAB_TOKEN is not set"), lines
+    assert status.action == "skipped" and api.requests == [] and (tmp_path / "comment.md").is_file()

@@ -61,7 +61,8 @@ def publish_outcome(
             annotations=() if comment_only else annotations_for(outcome),
             comment=settings.comment,
         )
-    print(f"ci-perf: {target}: {status.detail}", file=sys.stderr, flush=True)
+    if not status.warned:
+        print(f"ci-perf: {target}: {status.detail}", file=sys.stderr, flush=True)
     return status
 
 

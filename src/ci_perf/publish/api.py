@@ -45,6 +45,7 @@ class PublishStatus:
     detail: str
     url: str = ""
     files: tuple[str, ...] = ()
+    warned: bool = False  # the publisher printed the warning already: the status line would repeat it
 
 
 @dataclass

@@ -99,7 +99,7 @@ def publish_gitlab(
             "as a masked CI/CD variable named CI_PERF_GITLAB_TOKEN"
         )
         print(f"ci-perf: warning: {why}", file=stream or sys.stderr)
-        return PublishStatus(False, "skipped", why, files=files)
+        return PublishStatus(False, "skipped", why, files=files, warned=True)
     api = client or client_from_env(env)
     try:
         status = upsert_note(api, _notes_path(env, iid), marker, full)
@@ -107,5 +107,5 @@ def publish_gitlab(
         denied = exc.status in (401, 403) and exc.retry_after_s is None  # a rate limit says when to retry
         hint = " (the token needs the api scope and Reporter role)" if denied else ""
         print(f"ci-perf: warning: MR note not posted: {exc}{hint}", file=stream or sys.stderr)
-        return PublishStatus(False, "failed", f"not posted: {exc}{hint}", files=files)
+        return PublishStatus(False, "failed", f"not posted: {exc}{hint}", files=files, warned=True)
     return PublishStatus(status.posted, status.action, status.detail, files=files)
