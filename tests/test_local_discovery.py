@@ -69,3 +69,21 @@ def test_down_all_sees_only_the_callers_state_files(tmp_path: Path, monkeypatch:
     assert procs.own_state_files(tmp_path) == []
     monkeypatch.setattr(procs.os, "geteuid", lambda: mine.stat().st_uid)
     assert procs.own_state_files(tmp_path) == [mine]
+
+
+def test_needs_names_the_missing_packages_of_the_local_backend_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_pg_elsewhere: None
+) -> None:
+    from ci_perf.services.needs import missing_packages
+
+    monkeypatch.chdir(tmp_path)  # no ci-perf.yml here
+    monkeypatch.setattr(local, "DEBIAN_PG_ROOT", tmp_path / "none")
+    assert missing_packages({}) == ["postgresql", "redis-server"]  # the default: local backend, the demo
+    assert missing_packages({"CI_PERF_BACKEND": "docker"}) == []
+    assert missing_packages({"CI_PERF_HOST": "http://127.0.0.1:8000"}) == []  # external
+    assert missing_packages({"CI_PERF_USERS": "many"}) == []  # `ci-perf run` names a bad setting, not this
+    (tmp_path / "ci-perf.yml").write_text("backend: external\nhost: http://127.0.0.1:8000\n")
+    assert missing_packages({}) == []
+    fake_major(tmp_path, "16")
+    monkeypatch.setattr(local, "DEBIAN_PG_ROOT", tmp_path)
+    assert missing_packages({"CI_PERF_BACKEND": "local"}) == ["redis-server"]

@@ -28,6 +28,7 @@ from ci_perf.services.placeholders import Address
 from ci_perf.services.services_spec import ServiceSpec
 
 PG_TOOLS = ("initdb", "postgres", "pg_isready", "psql")
+PG_PACKAGE, REDIS_PACKAGE = "postgresql", "redis-server"  # Debian/Ubuntu packages: any PostgreSQL major
 DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")  # one bin folder per installed major
 # A throwaway database for load tests: durability buys nothing, speed and stable latency do.
 PG_SETTINGS = {
@@ -157,7 +158,7 @@ class LocalStack:
     def _start_redis(self) -> int:
         redis_server = shutil.which("redis-server")
         if not redis_server:
-            raise ConfigError(f"redis-server not found on PATH; install it: {apt_install('redis-server')}")
+            raise ConfigError(f"redis-server not found on PATH; install it: {apt_install(REDIS_PACKAGE)}")
         tmp, port = self._temp_dir("redis", None), free_port()
         argv = [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--dir", str(tmp), "--logfile", ""]  # fmt: skip
@@ -255,12 +256,18 @@ def pg_bindir() -> Path:
     if found is None:
         raise ConfigError(
             "PostgreSQL server not found (pg_config --bindir, /usr/lib/postgresql/*/bin, PATH); "
-            f"install it: {apt_install('postgresql')}, or set CI_PERF_PG_BIN to its bin folder"
+            f"install it: {apt_install(PG_PACKAGE)}, or set CI_PERF_PG_BIN to its bin folder"
         )
     missing = [tool for tool in PG_TOOLS if not (found / tool).exists()]
     if missing:
         raise ConfigError(f"CI_PERF_PG_BIN={found} has no {', '.join(missing)}; point it at PostgreSQL's bin folder")
     return found
+
+
+def missing_packages() -> list[str]:
+    """The packages this backend needs that the machine lacks (the same checks `up` fails on)."""
+    missing = [] if find_pg_bindir() else [PG_PACKAGE]
+    return missing if shutil.which("redis-server") else [*missing, REDIS_PACKAGE]
 
 
 def apt_install(package: str) -> str:
