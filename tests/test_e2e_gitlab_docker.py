@@ -5,6 +5,7 @@ root, no PostgreSQL, no Redis), as a merge-request pipeline without CI_PERF_GITL
 The template installs PostgreSQL and Redis with apt-get, ci-perf runs the local backend, skips the MR note
 with one warning, and the job passes with GitLab's reports. The job's container uses host networking, so
 all its traffic stays on 127.0.0.1; CI_API_V4_URL points at a local stand-in that must get no request.
+The template's install step alone, in the same image without a network, shows its two failures.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ci_perf.publish.github import comment_marker
-from e2e_helpers import clean_env, gitlab_ci_local, make_gitlab_project
+from e2e_helpers import ROOT, clean_env, gitlab_ci_local, make_gitlab_project
 from fake_api import fake_api
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.timeout(1500)]
@@ -132,3 +134,34 @@ def test_merge_request_job_in_python_image_without_token(tmp_path: Path) -> None
     run_id = re.search(r"starting the local stack \(run id (\w+)\)", log)
     assert run_id, tail
     assert leftovers(run_id[1]) - before == set()
+
+
+def install_step() -> str:
+    template = yaml.safe_load((ROOT / "gitlab" / "ci-perf.gitlab-ci.yml").read_text(encoding="utf-8"))
+    return next(item for item in template[".ci-perf"]["script"] if "ci_perf.services.needs" in item)
+
+
+@pytest.mark.parametrize(
+    ("user", "code", "message"),
+    [
+        ("runner", 2, "neither root nor has sudo to install them"),  # a non-root image without sudo
+        ("root", 3, "apt-get could not install postgresql redis-server (its last lines above)"),  # no mirror
+    ],
+)
+def test_install_step_failures_say_what_to_do(tmp_path: Path, user: str, code: int, message: str) -> None:
+    """The template's install step, in the job image without a network: a job that cannot install
+    stops there with one line naming the fix, instead of failing later in `ci-perf run`."""
+    require_images()
+    (tmp_path / "step.sh").write_text(install_step(), encoding="utf-8")
+    # ci-perf's own answer (python -m ci_perf.services.needs) for an image with neither service.
+    (tmp_path / "python").write_text("#!/bin/sh\necho postgresql redis-server\n", encoding="utf-8")
+    (tmp_path / "python").chmod(0o755)
+    script = f"""useradd -m runner; mkdir -p /venv/bin; cp /in/python /venv/bin/; cp /in/step.sh /venv/
+        su {user} -c 'cd /tmp && CI_PERF_INSTALL_SERVICES=true CI_PERF_VENV=/venv bash -eo pipefail /venv/step.sh'"""
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "-v", f"{tmp_path}:/in:ro", IMAGE, "bash", "-c", script],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("ci-perf:")]
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert message in lines[-1] and "CI_PERF_BACKEND" in lines[-1], lines
