@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ci_perf import __version__
-from ci_perf.config import Settings, build_settings
+from ci_perf.config import BACKEND_CHOICES, Settings, build_settings
 from ci_perf.errors import EXIT_INFRA, EXIT_OK, EXIT_USAGE, CiPerfError, ConfigError
+from ci_perf.inputcheck import error_annotation
 from ci_perf.model import TOOLS
-from ci_perf.services.base import BACKEND_NAMES
 
 EXIT_INTERRUPTED = 130
 
@@ -64,8 +64,9 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend",
         "-b",
-        choices=BACKEND_NAMES,
-        help="where the system under test runs (default: external with --host, else local)",
+        choices=BACKEND_CHOICES,
+        help="where the system under test runs (default: external with --host, else local; "
+        "auto: docker where a Docker engine answers, else local)",
     )
     p.add_argument("--host", help="base URL of an already running API (external backend)")
     p.add_argument("--report-dir", "-o", type=Path, help="report folder (default ./reports)")
@@ -220,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return dispatch(args)
     except CiPerfError as exc:
+        annotation = error_annotation(exc, os.environ) if isinstance(exc, ConfigError) else None
+        if annotation:  # on GitHub a bad setting is also an annotation, as in the action's input check
+            print(annotation, flush=True)
         print(f"ci-perf: error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ci_perf.model import Change, Outcome
 from ci_perf.publish.api import PublishStatus
-from ci_perf.publish.github import Annotation
+from ci_perf.workflow_commands import Annotation
 
 if TYPE_CHECKING:
     from ci_perf.config import Settings

@@ -21,13 +21,13 @@ import json
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 from ci_perf.digest import strip_digest
 from ci_perf.errors import ConfigError
 from ci_perf.publish.api import ApiClient, ApiError, PublishStatus, require
+from ci_perf.workflow_commands import Annotation, annotation_line, escape_data
 
 API_VERSION = "2022-11-28"
 MAX_BODY = 65_536  # GitHub's limit for a comment body
@@ -47,13 +47,6 @@ def comment_marker(scenario: str, tool: str) -> str:
 def lookup_marker(scenario: str, tool: str) -> str:
     """Without a scenario, any of our comments that carries a digest will do."""
     return comment_marker(scenario, tool) if scenario else "<!-- ci-perf-digest:"
-
-
-@dataclass(frozen=True)
-class Annotation:
-    level: Literal["error", "warning", "notice"]
-    message: str
-    title: str = ""
 
 
 def client_from_env(env: Mapping[str, str]) -> ApiClient:
@@ -127,19 +120,6 @@ def compose(body: str, marker: str, digest: str = "") -> str:
 
 
 # --- workflow commands and files ----------------------------------------------------------------
-
-
-def escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def escape_property(text: str) -> str:
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def annotation_line(a: Annotation) -> str:
-    props = f" title={escape_property(a.title)}" if a.title else ""
-    return f"::{a.level}{props}::{escape_data(a.message)}"
 
 
 def add_mask_line(secret: str) -> str:
