@@ -65,6 +65,8 @@ def run_act(tmp: Path, name: str, **inputs: str) -> ActRun:
         f"duration={DURATION}",
         "--input",
         f"users={USERS}",
+        "--input",
+        "backend=local",  # host mode: this machine's PostgreSQL and Redis (containers: test_e2e_act_container)
     ]
     for key, value in inputs.items():
         argv += ["--input", f"{key.replace('_', '-')}={value}"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from docker.models.networks import Network
 from docker.utils import parse_repository_tag
 
 from ci_perf.errors import ConfigError, ServiceError
-from ci_perf.services import dbsetup
+from ci_perf.services import dbsetup, demo_image
 from ci_perf.services import docker_spec as spec_
 from ci_perf.services import placeholders as ph
 from ci_perf.services.base import LABEL, StackConfig, StackInfo, _tail, register, wait_until
@@ -98,6 +99,7 @@ class DockerStack:
         self._network: Network | None = None
         self._containers: list[tuple[str, Container]] = []
         self._lock = threading.Lock()
+        self._demo_lock = threading.Lock()
         self._cancel = threading.Event()  # one service failed: stop waiting for the others
 
     # -- Stack protocol ------------------------------------------------------------------------------
@@ -238,18 +240,21 @@ class DockerStack:
             image = self._ensure_image(self.cfg.api_image or spec_.DEMO_IMAGE, "api")
         return (image.tags[0] if image.tags else image.id), _exposed_port(image)
 
-    def _build(self, context: Path) -> Image:
+    def _build(self, context: Path, tag: str = "", dockerfile: str | None = None,
+               buildargs: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> Image:  # fmt: skip
         if not context.is_dir():
             raise ConfigError(f"--api-build-context {context} is not a folder")
         # One tag per context folder: reruns reuse the layer cache instead of piling up images.
-        tag = "ci-perf-build/api:" + hashlib.sha256(str(context.resolve()).encode()).hexdigest()[:12]
+        tag = tag or "ci-perf-build/api:" + hashlib.sha256(str(context.resolve()).encode()).hexdigest()[:12]
         log = self.cfg.log_dir / "api-build.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         try:
             image, output = self._docker().images.build(
                 path=str(context),
                 tag=tag,
-                labels=spec_.labels(self.cfg.run_id, "api"),
+                dockerfile=dockerfile,
+                buildargs=buildargs,
+                labels=spec_.labels(self.cfg.run_id, "api") if labels is None else labels,
                 network_mode="host",
                 rm=True,
                 forcerm=True,
@@ -261,12 +266,25 @@ class DockerStack:
         log.write_text("".join(str(chunk.get("stream", "")) for chunk in output))
         return image
 
+    def _build_demo(self) -> Image:
+        """The demo API (and its OPA stand-in) when DEMO_IMAGE is not here: dockerfiles/demo-api.Dockerfile."""
+        with self._demo_lock:  # the API and the opa service ask for it at the same time
+            with contextlib.suppress(ImageNotFound):
+                return self._docker().images.get(spec_.DEMO_IMAGE)
+            env = os.environ
+            with demo_image.build_context(env, spec_.DEMO_IMAGE) as ctx:
+                print(f"ci-perf: building the demo API image {spec_.DEMO_IMAGE} from {demo_image.DOCKERFILE}",
+                      flush=True)  # fmt: skip
+                return self._build(ctx, spec_.DEMO_IMAGE, "Dockerfile", demo_image.build_args(env),
+                                   {spec_.SERVICE_LABEL: "api"})  # fmt: skip
+
     def _ensure_image(self, image: str, service: str) -> Image:
         client = self._docker()
         try:
             return client.images.get(image)
         except ImageNotFound:
-            pass
+            if image == spec_.DEMO_IMAGE:
+                return self._build_demo()
         repo, tag = parse_repository_tag(image)
         try:
             return client.images.pull(repo, tag=tag or "latest")
