@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,3 +93,20 @@ def make_gitlab_project(dest: Path) -> Path:
     ):
         subprocess.run([*git, *args], cwd=dest, check=True, capture_output=True)
     return dest
+
+_OUTPUTS = re.compile(r"ci-perf-outputs (.*)$", re.MULTILINE)
+
+
+def workflow_outputs(log: str) -> dict[str, str]:
+    """The action's outputs as self-test.yml prints them: `ci-perf-outputs key=value ...` lines."""
+    out: dict[str, str] = {}
+    for line in _OUTPUTS.findall(log):
+        for pair in line.split():
+            key, _, value = pair.partition("=")
+            out[key] = value
+    return out
+
+
+def explain_run(tool: str, returncode: int, log: str) -> str:
+    tail = "\n".join(log.splitlines()[-80:])
+    return f"{tool} exited {returncode}; last lines of its log:\n{tail}"

@@ -9,7 +9,6 @@ fail-on-regression, and must fail.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -17,14 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import ROOT, clean_env, require_tool
+from e2e_helpers import ROOT, clean_env, explain_run, require_tool, workflow_outputs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 WORKFLOW = ROOT / ".github" / "workflows" / "self-test.yml"
 DURATION = "15s"  # about 15 one-second windows: enough for the regression statistics (5 per run)
 USERS = "2"
-OUTPUTS = re.compile(r"ci-perf-outputs (.*)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -35,16 +33,10 @@ class ActRun:
 
     @property
     def outputs(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for line in OUTPUTS.findall(self.log):
-            for pair in line.split():
-                key, _, value = pair.partition("=")
-                out[key] = value
-        return out
+        return workflow_outputs(self.log)
 
     def explain(self) -> str:
-        tail = "\n".join(self.log.splitlines()[-80:])
-        return f"act exited {self.returncode}; last lines of its log:\n{tail}"
+        return explain_run("act", self.returncode, self.log)
 
 
 def run_act(tmp: Path, name: str, **inputs: str) -> ActRun:
