@@ -114,3 +114,11 @@ def test_action_fails_on_injected_regression(passing_run: ActRun, act_tmp: Path)
     assert int(out.get("regressions") or 0) > 0, f"no regression reported: {out}\n{run.explain()}"
     assert out.get("status") == "fail" and "vs baseline" in run.log, f"{out}\n{run.explain()}"
     assert Path(out["junit"]).is_file()
+
+
+def test_a_bad_input_is_an_error_annotation_before_the_install(act_tmp: Path) -> None:
+    run = run_act(act_tmp, "bad-input", duration="ten minutes")
+    assert run.returncode != 0, run.explain()
+    line = "::error title=ci-perf::duration 'ten minutes' is not a duration; write it like 30s, 5m or 1h30m"
+    assert line in run.log, run.explain()
+    assert "Install ci-perf" not in run.log and "installed into" not in run.log, "the install ran first"
