@@ -188,7 +188,7 @@ def test_default_inputs_run_containers_with_the_demo_built_from_the_shipped_dock
     assert "starting the docker stack" in run.log, run.explain()
     assert f"building the demo API image {demo_tag} from dockerfiles/demo-api.Dockerfile" in run.log, run.explain()
     labels = json.loads(docker("image", "inspect", "-f", "{{json .Config.Labels}}", demo_tag))
-    assert labels.get("ci-perf.service") == "api"
+    assert labels.get("ci-perf.service") == "api" and labels.get("ci-perf.demo-sources"), labels
     assert_nothing_left(run, containers, volumes)
     kind, seconds = run.install
     print(f"\nact container mode, default inputs: job {run.seconds:.0f}s, install {kind} {seconds}s")

@@ -1,6 +1,8 @@
 """The bundled demo API as an image for the docker backend, when neither api-image nor api-build-context
 is given: DEMO_IMAGE when it is there (a previous run, scripts/build-test-images), else built by
 services/docker.py from dockerfiles/demo-api.Dockerfile with this repository's sources as the context.
+An image ci-perf built carries a digest of those sources (SOURCES_LABEL): built from other sources (an
+upgraded or edited action on a runner that keeps its images), it is built again.
 
 Where the sources are: the action's folder (CI_PERF_ACTION_PATH, set by action.yml), else the checkout
 this package runs from (an editable install). The base image is the Dockerfile's public Python image
@@ -9,6 +11,7 @@ unless CI_PERF_DEMO_BASE_IMAGE names another (an image made offline, as the test
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -21,6 +24,7 @@ DOCKERFILE = Path("dockerfiles") / "demo-api.Dockerfile"
 SOURCES = ("pyproject.toml", "src")
 # pip settings handed to the build as build arguments (the Dockerfile declares them).
 PIP_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
+SOURCES_LABEL = "ci-perf.demo-sources"
 
 
 def source_root(env: Mapping[str, str]) -> Path | None:
@@ -38,9 +42,27 @@ def build_args(env: Mapping[str, str]) -> dict[str, str]:
     return args
 
 
+def sources_digest(folder: Path) -> str:
+    """What the image is built from: the context's files, by relative path and content."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def stale(labels: Mapping[str, str], env: Mapping[str, str]) -> bool:
+    """Built by ci-perf from other sources than those here? Images made elsewhere are never stale."""
+    if SOURCES_LABEL not in labels or source_root(env) is None:
+        return False
+    with build_context(env, "") as (_, mine):
+        return labels[SOURCES_LABEL] != mine[SOURCES_LABEL]
+
+
 @contextmanager
-def build_context(env: Mapping[str, str], image: str) -> Iterator[Path]:
-    """A throwaway folder with just what the Dockerfile copies (no .git, venvs or reports to upload)."""
+def build_context(env: Mapping[str, str], image: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A throwaway folder with just what the Dockerfile copies (no .git, venvs or reports to upload),
+    and the labels that record its sources."""
     root = source_root(env)
     if root is None:
         raise ConfigError(
@@ -57,4 +79,4 @@ def build_context(env: Mapping[str, str], image: str) -> Iterator[Path]:
             shutil.copy2(readme, ctx)
         else:  # pyproject names README.md as the readme: the build fails without one
             (ctx / "README.md").write_text("ci-perf\n", encoding="utf-8")
-        yield ctx
+        yield ctx, {SOURCES_LABEL: sources_digest(ctx)}
