@@ -113,3 +113,28 @@ def test_docker_answers_is_false_without_an_engine(monkeypatch: pytest.MonkeyPat
         assert docker_answers() is False
     finally:
         docker_answers.cache_clear()
+
+
+def action_run(**env: str) -> subprocess.CompletedProcess[str]:
+    """scripts/action-run up to where it stops: these inputs never reach the install."""
+    base = {"PATH": "/usr/bin:/bin", "CI_PERF_ACTION_PATH": str(ROOT), "GITHUB_ACTIONS": "true"}
+    return subprocess.run(["bash", str(ROOT / "scripts" / "action-run")], env={**base, **env},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_action_run_stops_on_a_bad_input_before_the_install() -> None:
+    proc = action_run(CI_PERF_PYTHON=sys.executable, CI_PERF_SHARD="5/4")
+    assert proc.returncode == 2 and "Install ci-perf" not in proc.stdout, proc
+    assert proc.stdout == "::error title=ci-perf::shard '5/4' must look like i/N with 1 <= i <= N, e.g. 1/4\n"
+
+
+def test_action_run_names_a_missing_or_too_old_python(tmp_path: Path) -> None:
+    proc = action_run(CI_PERF_PYTHON="/nonexistent/python3")
+    assert proc.returncode == 2
+    assert proc.stdout.startswith("::error title=ci-perf::input python: '/nonexistent/python3' is not found;")
+    old = tmp_path / "python3"
+    old.write_text('#!/bin/sh\ncase "$2" in *exit*) exit 1;; *) echo 3.10;; esac\n')
+    old.chmod(0o755)
+    proc = action_run(CI_PERF_PYTHON=str(old))
+    assert proc.returncode == 2
+    assert proc.stdout.startswith(f"::error title=ci-perf::input python: '{old}' is Python 3.10; ci-perf needs 3.11")
