@@ -94,6 +94,7 @@ def make_gitlab_project(dest: Path) -> Path:
         subprocess.run([*git, *args], cwd=dest, check=True, capture_output=True)
     return dest
 
+
 _OUTPUTS = re.compile(r"ci-perf-outputs (.*)$", re.MULTILINE)
 
 

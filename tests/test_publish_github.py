@@ -312,6 +312,24 @@ def test_publishing_without_a_token_warns_once_skips_the_comment_and_keeps_the_f
     assert "all good" in (tmp_path / "comment.md").read_text() and (tmp_path / "summary.md").is_file()
 
 
+def test_publish_outcome_without_a_token_warns_once(
+    api: FakeApi, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `ci-perf run` prints in a pull request with no token: the annotation, not also a status line."""
+    import synth
+    from ci_perf.config import Settings
+    from ci_perf.model import Evaluation, Outcome
+    from ci_perf.publish import publish_outcome
+
+    env = _env(api, tmp_path)
+    del env["GITHUB_TOKEN"]
+    status = publish_outcome("github", Outcome(synth.run(1), Evaluation()), Settings(report_dir=tmp_path), {}, env)
+    captured = capsys.readouterr()
+    lines = [line for line in (captured.out + captured.err).splitlines() if "GITHUB_TOKEN" in line]
+    assert len(lines) == 1 and lines[0].startswith("::warning"), lines
+    assert status.action == "skipped" and api.requests == [] and (tmp_path / "comment.md").is_file()
+
+
 def test_pr_number_from_event_then_ref(tmp_path: Path) -> None:
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"pull_request": {"number": 42}}))

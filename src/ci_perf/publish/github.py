@@ -192,7 +192,7 @@ def publish_github(
         # No token must not fail a job whose gate passed: say so once, keep every file.
         why = "GITHUB_TOKEN is not set: PR comment skipped; pass `GITHUB_TOKEN: ${{ github.token }}` in the step's env"
         print(annotation_line(Annotation("warning", why, "ci-perf")), file=out)
-        return _not_posted("skipped", why, full, scenario, tool, number, report_dir, files)
+        return _not_posted("skipped", why, full, scenario, tool, number, report_dir, files, warned=True)
     api = client or client_from_env(env)
     try:
         status = upsert_comment(api, require(env, "GITHUB_REPOSITORY"), number, marker, full)
@@ -201,12 +201,21 @@ def publish_github(
         forbidden = exc.status == 403 and exc.retry_after_s is None
         hint = " (read-only token: fork PR? use the workflow_run publisher)" if forbidden else ""
         print(annotation_line(Annotation("warning", f"PR comment not posted: {exc}{hint}", "ci-perf")), file=out)
-        return _not_posted("failed", f"not posted: {exc}{hint}", full, scenario, tool, number, report_dir, files)
+        why = f"not posted: {exc}{hint}"
+        return _not_posted("failed", why, full, scenario, tool, number, report_dir, files, warned=True)
     return PublishStatus(status.posted, status.action, status.detail, status.url, tuple(files))
 
 
 def _not_posted(
-    action: str, why: str, body: str, scenario: str, tool: str, number: int | None, report_dir: Path, files: list[str]
+    action: str,
+    why: str,
+    body: str,
+    scenario: str,
+    tool: str,
+    number: int | None,
+    report_dir: Path,
+    files: list[str],
+    warned: bool = False,
 ) -> PublishStatus:
     """Leave what a later publisher needs: the comment body and where it goes."""
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -214,7 +223,7 @@ def _not_posted(
     request = {"pr_number": number, "scenario": scenario, "tool": tool}
     (report_dir / "publish-request.json").write_text(json.dumps(request) + "\n", encoding="utf-8")
     done = (*files, str(report_dir / "comment.md"), str(report_dir / "publish-request.json"))
-    return PublishStatus(False, action, why, files=done)
+    return PublishStatus(False, action, why, files=done, warned=warned)
 
 
 def publish_pending(
