@@ -175,12 +175,12 @@ def test_cleanup_by_run_id_and_all(engine: Any, monkeypatch: pytest.MonkeyPatch)
         engine.containers.create(REDIS_IMAGE, ["sleep", "300"], labels={key: run})
     engine.networks.create(f"ci-perf-{run_a}", labels={key: run_a})
 
-    removed = backend.cleanup_docker(run_a)
+    removed = backend.cleanup_docker(run_a).removed
     assert len([r for r in removed if r.startswith("container ")]) == 2
     assert removed[-1] == f"network ci-perf-{run_a}"
     assert engine.containers.list(all=True, filters={"label": f"{key}={run_a}"}) == []
     assert len(engine.containers.list(all=True, filters={"label": f"{key}={run_b}"})) == 1
 
-    assert len(backend.cleanup_docker(None)) == 1
+    assert len(backend.cleanup_docker(None).removed) == 1
     assert engine.containers.list(all=True, filters={"label": key}) == []
-    assert backend.cleanup_docker(None) == []
+    assert backend.cleanup_docker(None).removed == []

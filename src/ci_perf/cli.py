@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = down.add_mutually_exclusive_group(required=True)
     group.add_argument("--run-id", help="the run id printed when the run started")
     group.add_argument("--all", action="store_true", help="everything ci-perf started")
+    down.add_argument("--force", action="store_true", help="also runs whose ci-perf is still running")
     report = sub.add_parser("report", help="re-render every report from a saved results.json")
     report.add_argument("results", type=Path)
     report.add_argument("--report-dir", "-o", type=Path, help="default: the results file's folder")
@@ -198,7 +199,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "scenarios": lambda: commands.scenarios(),
         "run": lambda: commands.run(_settings(args)),
         "up": lambda: commands.up(_settings(args)),
-        "down": lambda: commands.down(args.run_id, args.all),
+        "down": lambda: commands.down(args.run_id, args.all, args.force),
         "report": lambda: commands.report(args.results, args.report_dir),
         "comment": lambda: commands.publish_saved(args.results, args.publish, True, args.fail_on_regression),
         "publish": lambda: commands.publish_saved(args.results, args.publish, False, args.fail_on_regression),

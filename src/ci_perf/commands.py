@@ -88,19 +88,22 @@ def up(settings: Settings) -> int:
     return EXIT_OK
 
 
-def down(run_id: str | None, everything: bool) -> int:
+def down(run_id: str | None, everything: bool, force: bool = False) -> int:
     from ci_perf.services.docker import cleanup_docker
     from ci_perf.services.local import cleanup_local
 
     wanted = None if everything else run_id
-    removed = cleanup_local(wanted)
+    done = cleanup_local(wanted, force)
     try:
-        removed += cleanup_docker(wanted)
+        done.add(cleanup_docker(wanted, force))
     except Exception as exc:  # no engine here: nothing of ours can be running in it either
         print(f"ci-perf: docker not reachable ({type(exc).__name__}); skipped containers")
-    for item in removed:
+    for item in done.removed:
         print(f"removed {item}")
-    print(f"ci-perf: removed {len(removed)} item(s)")
+    for run, reason in sorted(done.skipped.items()):
+        print(f"ci-perf: skipped run {run}: {reason}; `ci-perf down --run-id {run} --force` removes it anyway")
+    print(f"ci-perf: removed {len(done.removed)} item(s)" + (f", skipped {len(done.skipped)} live run(s)"
+                                                             if done.skipped else ""))  # fmt: skip
     return EXIT_OK
 
 
