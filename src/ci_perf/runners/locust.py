@@ -219,8 +219,9 @@ def _supervise(argv: list[str], env: dict[str, str], spec: RunSpec, files: dict[
             errors="replace",
             bufsize=1,
             start_new_session=True,
-            # SIGTERM when ci-perf dies, even by SIGKILL: Locust then stops its forked workers itself.
-            preexec_fn=procs.pdeathsig(),
+            # Killed when ci-perf dies, even by SIGKILL: with nobody left to read its output, a graceful stop
+            # breaks on the closed pipes. Its forked workers follow it (locust_plugin).
+            preexec_fn=procs.pdeathsig(signal.SIGKILL),
         )
         assert proc.stdout is not None and proc.stderr is not None
         recorded = _Recorded(state, proc.pid, "locust master")

@@ -10,6 +10,7 @@ windows file; workers ship their windows to it (locust_plugin.py).
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,7 +66,7 @@ def start_worker(argv: list[str], env: dict[str, str], log: Path) -> subprocess.
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
-            preexec_fn=procs.pdeathsig(),  # goes when ci-perf dies, even by SIGKILL
+            preexec_fn=procs.pdeathsig(signal.SIGKILL),  # goes when ci-perf dies, even by SIGKILL
         )
 
 
@@ -98,7 +99,7 @@ def run_worker(spec: RunSpec, master_host: str, master_port: int) -> int:
     env = build_env(spec, output_files(spec.raw_dir))
     env.pop("CI_PERF_WINDOWS_FILE", None)  # the master writes it
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, text=True, start_new_session=True,
-                            preexec_fn=procs.pdeathsig())  # fmt: skip
+                            preexec_fn=procs.pdeathsig(signal.SIGKILL))  # fmt: skip
     try:
         return proc.wait()
     finally:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -30,6 +31,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from ci_perf.runners.base import Progress
+from ci_perf.services.procs import die_with_parent
 
 WINDOWS_FORMAT = 2  # 2: histograms, sums, min and max over successful requests; policy decisions
 REPORT_KEY = "ci_perf_windows"
@@ -301,6 +303,11 @@ def _on_quit(exit_code: int = 0, **_: Any) -> None:
 
 def _on_init(environment: Environment, **_: Any) -> None:
     S.env = environment
+    if os.getpid() != _LOADED_BY:  # a worker the master forked (--processes): it dies with the master
+        die_with_parent(_LOADED_BY, signal.SIGKILL)
+
+
+_LOADED_BY = os.getpid()  # the locustfile is imported before Locust forks its workers
 
 
 events.init.add_listener(_on_init)

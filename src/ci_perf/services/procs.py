@@ -132,21 +132,21 @@ def live_owner(record: object) -> str:
     return ""
 
 
-def die_with_parent(parent: int) -> None:
-    """In a child, before exec: SIGTERM when ci-perf dies, even by SIGKILL (Linux PR_SET_PDEATHSIG), so
-    that a load tool is never orphaned; and exit now if ci-perf already died before this ran."""
+def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> None:
+    """In a child: `sig` when its parent dies, even by SIGKILL (Linux PR_SET_PDEATHSIG), so that a load
+    tool is never orphaned; and exit now if the parent already died before this ran."""
     with contextlib.suppress(Exception):
         import ctypes
 
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None).prctl(1, sig)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:
         os._exit(1)
 
 
-def pdeathsig() -> Callable[[], None] | None:
-    """The `preexec_fn` giving a child `die_with_parent` (None off Linux)."""
+def pdeathsig(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """The `preexec_fn` giving a child `die_with_parent` with us as the parent (None off Linux)."""
     parent = os.getpid()
-    return (lambda: die_with_parent(parent)) if os.path.exists("/proc/self/stat") else None
+    return (lambda: die_with_parent(parent, sig)) if os.path.exists("/proc/self/stat") else None
 
 
 @dataclass
