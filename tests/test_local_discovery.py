@@ -87,3 +87,13 @@ def test_needs_names_the_missing_packages_of_the_local_backend_only(
     fake_major(tmp_path, "16")
     monkeypatch.setattr(local, "DEBIAN_PG_ROOT", tmp_path)
     assert missing_packages({"CI_PERF_BACKEND": "local"}) == ["redis-server"]
+
+
+def test_a_runs_owner_is_live_only_as_the_same_process_in_the_same_namespace() -> None:
+    """`down` leaves a run alone while its ci-perf lives: same pid and start time (a reused pid is not it),
+    and a pid from another pid namespace or boot, which cannot be checked here, counts as live."""
+    me = procs.owner()
+    assert procs.live_owner(me) == f"its ci-perf (pid {me['pid']}) is still running"
+    assert procs.live_owner({**me, "started": "1"}) == ""  # the pid now names another process
+    assert "another pid namespace" in procs.live_owner({**me, "ns": "other-boot/pid:[1]"})
+    assert procs.live_owner(None) == "" and procs.live_owner({}) == ""  # written before owners were recorded

@@ -4,6 +4,7 @@ pulled from under it ends as an infrastructure error, and a SIGKILLed ci-perf le
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from ci_perf.services import procs
 from stack_helpers import HAVE_SERVICES, SKIP_REASON
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not HAVE_SERVICES, reason=SKIP_REASON)]
@@ -54,7 +56,7 @@ def down(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def load_running(state: Path, run: subprocess.Popen[str]) -> tuple[str, dict[str, list[int]]]:
+def load_running(state: Path, run: subprocess.Popen[str]) -> tuple[str, dict[str, list[tuple[int, str]]]]:
     """Once Locust's master and both forked workers are recorded: the run id and the recorded pids by file."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -67,15 +69,22 @@ def load_running(state: Path, run: subprocess.Popen[str]) -> tuple[str, dict[str
     raise AssertionError("Locust never started")
 
 
-def _pids(path: Path) -> list[int]:
+def _pids(path: Path) -> list[tuple[int, str]]:
     try:
-        return [p["pid"] for p in json.loads(path.read_text())["processes"]]
+        return [(p["pid"], p["started"]) for p in json.loads(path.read_text())["processes"]]
     except (OSError, ValueError):
         return []  # being rewritten
 
 
-def alive(pids: list[int]) -> list[int]:
-    return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+def alive(pids: list[tuple[int, str]]) -> list[str]:
+    """The recorded processes still running (same pid, same start time, not a zombie), with their command."""
+    found = []
+    for pid, started in pids:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            if procs.start_time(pid) == started and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(f"{pid} {' '.join(proc.cmdline())[:100]}")
+    return found
 
 
 def test_down_all_skips_a_live_run_and_a_forced_one_ends_it_as_infra(
@@ -89,7 +98,7 @@ def test_down_all_skips_a_live_run_and_a_forced_one_ends_it_as_infra(
     assert f"skipped run {run_id}: its ci-perf (pid {run.pid}) is still running" in skipped, skipped
     assert "--force" in skipped and "removed 0 item(s)" in skipped
     time.sleep(2)
-    assert run.poll() is None and sorted(alive(pids)) == sorted(pids)
+    assert run.poll() is None and len(alive(pids)) == len(pids)
 
     forced = down(env, "--all", "--force")
     assert "removed process api" in forced and "removed process locust master" in forced, forced

@@ -303,12 +303,22 @@ def _on_quit(exit_code: int = 0, **_: Any) -> None:
 
 def _on_init(environment: Environment, **_: Any) -> None:
     S.env = environment
-    if os.getpid() != _LOADED_BY:  # a worker the master forked (--processes): it dies with the master
-        die_with_parent(_LOADED_BY, signal.SIGKILL)
 
 
-_LOADED_BY = os.getpid()  # the locustfile is imported before Locust forks its workers
+# The workers Locust forks (--processes) die with their master, even by SIGKILL, from the fork on (not
+# later: a worker whose master is gone may wait for it a long time before Locust's init).
+_forked_by = [0]
 
+
+def _before_fork() -> None:
+    _forked_by[0] = os.getpid()
+
+
+def _in_forked_worker() -> None:
+    die_with_parent(_forked_by[0], signal.SIGKILL)
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_in_forked_worker)
 
 events.init.add_listener(_on_init)
 events.request.add_listener(_on_request)
