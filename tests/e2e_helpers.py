@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -62,3 +64,50 @@ def copy_sources(dest: Path) -> Path:
         (dest / "README.md").write_text("ci-perf\n", encoding="utf-8")
     shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "*.pyc"))
     return dest
+
+
+GITLAB_FIXTURE = ROOT / "tests" / "fixtures" / "gitlab-project"
+
+
+def gitlab_ci_local() -> str:
+    """gitlab-ci-local's path (it copies the project with rsync, so that is required too)."""
+    gcl = require_tool("gitlab-ci-local", "npm install -g gitlab-ci-local@4.72.0")
+    require_tool("rsync", "apt-get install -y rsync")
+    return gcl
+
+
+def make_gitlab_project(dest: Path) -> Path:
+    """A git repository like a SARK project's: the fixture's .gitlab-ci.yml, the template it includes
+    (gitlab/ci-perf.gitlab-ci.yml) and ci-perf's sources to install (instead of the git URL)."""
+    dest.mkdir(parents=True)
+    shutil.copy2(GITLAB_FIXTURE / ".gitlab-ci.yml", dest / ".gitlab-ci.yml")
+    (dest / "gitlab").mkdir()
+    shutil.copy2(ROOT / "gitlab" / "ci-perf.gitlab-ci.yml", dest / "gitlab" / "ci-perf.gitlab-ci.yml")
+    copy_sources(dest / "ci-perf-src")
+    git = ["git", "-c", "user.email=ci-perf@example.com", "-c", "user.name=ci-perf", "-c", "init.defaultBranch=main"]
+    for args in (
+        ["init", "-q"],
+        ["remote", "add", "origin", "https://gitlab.example.com/sark/demo.git"],
+        ["add", "-A"],
+        ["commit", "-q", "-m", "project"],
+    ):
+        subprocess.run([*git, *args], cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+_OUTPUTS = re.compile(r"ci-perf-outputs (.*)$", re.MULTILINE)
+
+
+def workflow_outputs(log: str) -> dict[str, str]:
+    """The action's outputs as self-test.yml prints them: `ci-perf-outputs key=value ...` lines."""
+    out: dict[str, str] = {}
+    for line in _OUTPUTS.findall(log):
+        for pair in line.split():
+            key, _, value = pair.partition("=")
+            out[key] = value
+    return out
+
+
+def explain_run(tool: str, returncode: int, log: str) -> str:
+    tail = "\n".join(log.splitlines()[-80:])
+    return f"{tool} exited {returncode}; last lines of its log:\n{tail}"

@@ -37,6 +37,10 @@ class Reply:
 Responder = Reply | Callable[[Recorded], Reply]
 
 
+class DropConnection(Exception):
+    """Raised by a responder: the server closes the connection without answering."""
+
+
 class FakeApi:
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], list[Responder]] = {}
@@ -77,7 +81,11 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=json.loads(raw) if raw else None,
         )
-        reply = self.server.fake.answer(rec)
+        try:
+            reply = self.server.fake.answer(rec)
+        except DropConnection:  # no answer at all: the client sees the connection closed
+            self.close_connection = True
+            return
         data = json.dumps(reply.json).encode() if reply.json is not None else reply.body
         self.send_response(reply.status)
         if reply.json is not None:
@@ -113,3 +121,17 @@ def fake_api() -> Iterator[FakeApi]:
 
 def link_next(url: str) -> dict[str, str]:
     return {"Link": f'<{url}>; rel="next"'}
+
+
+def answer_lost(action: Callable[[Recorded], Reply], reply: Reply | None) -> Callable[[Recorded], Reply]:
+    """A responder that carries the request out (`action`) and then answers `reply` instead, as an API
+    does when it created the thing but its gateway failed (a 5xx after the write); None: no answer at
+    all, the connection is closed."""
+
+    def respond(rec: Recorded) -> Reply:
+        action(rec)
+        if reply is None:
+            raise DropConnection()
+        return reply
+
+    return respond

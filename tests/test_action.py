@@ -38,18 +38,19 @@ GITLAB = sorted((ROOT / "gitlab").glob("*.yml"))
 INPUTS_DOC = ROOT / "docs" / "action-inputs.md"
 
 # Inputs that are about the action itself, not a `ci-perf run` flag: input -> the variable it sets.
-ACTION_ONLY = {"github-token": "GITHUB_TOKEN", "api-key": "CI_PERF_API_KEY", "python": "CI_PERF_PYTHON"}
+ACTION_ONLY = {
+    "github-token": "GITHUB_TOKEN",
+    "api-key": "CI_PERF_API_KEY",
+    "python": "CI_PERF_PYTHON",
+    "install-services": "CI_PERF_INSTALL_SERVICES",
+}
+RUN_SCRIPT = ROOT / "scripts" / "action-run"  # what the action's one step runs
 # Inputs whose `ci-perf run` flag has another name.
 FLAG_OF = {"comment": "no-comment"}
 # `ci-perf run` options with no input of their own: the action always publishes to GitHub.
 NOT_INPUTS = {"help", "publish"}
-# Settings that ci-perf reads from a differently named variable, or only as a flag: the action's run
-# script turns these variables into flags.
-AS_FLAGS = {
-    "CI_PERF_DURATION": "--duration",
-    "CI_PERF_HEALTH_TIMEOUT": "--health-timeout",
-    "CI_PERF_API_ENV": "--api-env",
-}
+# Settings ci-perf reads under another name than their field (config._ALIASES).
+ALIASES = {"CI_PERF_DURATION": "duration", "CI_PERF_HEALTH_TIMEOUT": "health_timeout"}
 EXPR = re.compile(r"\$\{\{")
 SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 
@@ -170,10 +171,11 @@ def test_every_cli_option_has_an_input() -> None:
 
 
 def test_each_input_reaches_ci_perf() -> None:
-    """Through a CI_PERF_<FIELD> variable that config.py reads, a flag the script builds, or its own use."""
+    """Through a CI_PERF_<FIELD> variable that config.py reads (untouched by the script), or its own use."""
     data = action()
     env = input_env(data)
-    script = step(data, "run")["run"]
+    script = RUN_SCRIPT.read_text(encoding="utf-8")
+    assert step(data, "run")["run"].strip() == 'bash "$CI_PERF_ACTION_PATH/scripts/action-run"'
     settings = {f.name for f in fields(Settings)}
     for name in data["inputs"]:
         assert name in env, f"input {name!r} is passed to no step's env"
@@ -182,21 +184,25 @@ def test_each_input_reaches_ci_perf() -> None:
             assert var == ACTION_ONLY[name], f"{name} should arrive as {ACTION_ONLY[name]}, not {var}"
         elif var == "CI_PERF_CONFIG":
             assert '"CI_PERF_CONFIG"' in inspect.getsource(config), "config.py no longer reads CI_PERF_CONFIG"
-        elif var in AS_FLAGS:
-            assert f'{AS_FLAGS[var]} "$' in script and var in script, f"{var} is not turned into {AS_FLAGS[var]}"
+        elif var in ALIASES:
+            assert ALIASES[var] in config._ALIASES, f"config.py no longer reads {var}"
+            assert var not in script, f"the run script handles {var} itself; config.py parses it"
         else:
+            assert var not in script, f"the run script handles {var} itself; config.py parses it"
             field = var.removeprefix("CI_PERF_").lower()
             assert var.startswith("CI_PERF_") and field in settings, f"{var} is not a setting config.py reads"
 
 
 def test_action_only_inputs_are_used() -> None:
     data = action()
-    script = step(data, "run")["run"]
+    script = RUN_SCRIPT.read_text(encoding="utf-8")
     assert "CI_PERF_PUBLISH=github" in script
     assert "GITHUB_TOKEN" in TOKEN_VARS
     assert Auth.from_env({"CI_PERF_API_KEY": "k"}).api_key == "k"
-    assert "::add-mask::$CI_PERF_API_KEY" in script
-    assert "$CI_PERF_PYTHON" in step(data, "install")["run"]
+    assert script.index("::add-mask::$CI_PERF_API_KEY") < script.index("ci_perf.inputcheck")
+    assert '"$CI_PERF_PYTHON" -B -S -m ci_perf.inputcheck' in script  # before the install, stdlib only
+    assert script.index("ci_perf.inputcheck") < script.index("scripts/action-install")
+    assert "--missing-services" in script
     assert data["inputs"]["github-token"]["default"] == "${{ github.token }}"
 
 

@@ -6,10 +6,16 @@ Skipped when no engine is reachable or the test images are missing, unless CI_PE
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +88,11 @@ def up_expecting(cfg: StackConfig, error: type[CiPerfError]) -> CiPerfError:
     from ci_perf.services.docker import DockerStack
 
     stack = DockerStack(cfg)
-    with pytest.raises(error) as info:
-        stack.up()
-    stack.down()  # idempotent after the teardown up() did itself
+    try:
+        with pytest.raises(error) as info:
+            stack.up()
+    finally:
+        stack.down()  # idempotent after the teardown up() did itself; a stack that came up goes too
     return info.value
 
 
@@ -175,12 +183,98 @@ def test_cleanup_by_run_id_and_all(engine: Any, monkeypatch: pytest.MonkeyPatch)
         engine.containers.create(REDIS_IMAGE, ["sleep", "300"], labels={key: run})
     engine.networks.create(f"ci-perf-{run_a}", labels={key: run_a})
 
-    removed = backend.cleanup_docker(run_a)
+    removed = backend.cleanup_docker(run_a).removed
     assert len([r for r in removed if r.startswith("container ")]) == 2
     assert removed[-1] == f"network ci-perf-{run_a}"
     assert engine.containers.list(all=True, filters={"label": f"{key}={run_a}"}) == []
     assert len(engine.containers.list(all=True, filters={"label": f"{key}={run_b}"})) == 1
 
-    assert len(backend.cleanup_docker(None)) == 1
+    assert len(backend.cleanup_docker(None).removed) == 1
     assert engine.containers.list(all=True, filters={"label": key}) == []
-    assert backend.cleanup_docker(None) == []
+    assert backend.cleanup_docker(None).removed == []
+
+
+@contextmanager
+def squatter() -> Iterator[int]:
+    """Something else on a loopback port that answers 200 to everything, health checks included."""
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_taken_api_port_is_refused_before_anything_starts(engine: Any, cfg: StackConfig) -> None:
+    """Host networking, the API's port held by another process: one line naming the port and its holder,
+    exit 3 (the machine's state), and no container started (issue 14 item 6)."""
+    with squatter() as port:
+        error = up_expecting(replace(cfg, api_port=port), ServiceError)
+    message = str(error)
+    assert message.startswith(f"api_port: port {port} on 127.0.0.1 is already in use by pid {os.getpid()}")
+    assert "\n" not in message and error.exit_code == 3
+    assert not cfg.log_dir.exists()  # nothing started, so no log saved
+    assert_nothing_left(engine, cfg.run_id)
+
+
+def test_a_health_answer_not_from_our_container_is_refused(
+    engine: Any, cfg: StackConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The port taken after the check (a race, or a check that cannot see it): the health check passes
+    against the holder, but the answer must come from the container we started."""
+    from ci_perf.services import docker as backend
+
+    monkeypatch.setattr(backend.net, "ensure_port_free", lambda *args: None)  # as if taken just after it
+    with squatter() as port:
+        message = str(up_expecting(replace(cfg, api_port=port), ServiceError))
+    assert message.startswith(f"api ({DEMO_IMAGE}): something else answers on 127.0.0.1:{port} (pid {os.getpid()}")
+    assert "not the container ci-perf started" in message
+    assert_nothing_left(engine, cfg.run_id)
+
+
+def test_a_stack_removed_during_the_load_is_an_infra_error(engine: Any, tmp_path: Path) -> None:
+    """Another job's `ci-perf down --all` left this live run alone (its owner label names a live ci-perf);
+    its containers removed anyway, the run ends with exit 3 and says the stack went away, instead of
+    reporting the failed requests as a threshold failure (issue 14 item 7)."""
+    from ci_perf.services.docker import OWNER_LABEL, cleanup_docker
+
+    env = {**os.environ, "CI_PERF_STATE_DIR": str(tmp_path / "state")}
+    argv = [sys.executable, "-m", "ci_perf", "run", "--backend", "docker", "--db-image", DB_IMAGE, "--redis-image",
+            REDIS_IMAGE, "--users", "2", "--duration", "40s", "--report-dir", str(tmp_path / "reports")]  # fmt: skip
+    with (tmp_path / "run.log").open("w") as log:
+        run = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not list((tmp_path / "state").glob("*.locust.json")) and time.monotonic() < deadline:
+            assert run.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+            time.sleep(0.5)
+        run_id = next((tmp_path / "state").glob("*.locust.json")).name.split(".")[0]
+        containers = engine.containers.list(filters={"label": f"{LABEL}={run_id}"})
+        assert {json.loads(c.labels[OWNER_LABEL])["pid"] for c in containers} == {run.pid}
+        left_alone = cleanup_docker(run_id)  # as `ci-perf down --run-id` from another job, without --force
+        assert left_alone.removed == [] and "is still running" in left_alone.skipped[run_id]
+        for container in containers:  # as a forced down, or anything else that removes them
+            container.remove(force=True)
+        assert run.wait(120) == 3
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        cleanup_docker(run_id, force=True)
+    out = (tmp_path / "run.log").read_text()
+    assert "ci-perf: error: the stack went away during the load: container ci-perf-" in out, out[-3000:]
+    assert "was removed" in out
+    assert json.loads((tmp_path / "reports" / "results.json").read_text())["infra"]["stage"] == "stack"
+    assert_nothing_left(engine, run_id)

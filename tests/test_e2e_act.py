@@ -9,7 +9,6 @@ fail-on-regression, and must fail.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -17,14 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import ROOT, clean_env, require_tool
+from e2e_helpers import ROOT, clean_env, explain_run, require_tool, workflow_outputs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 WORKFLOW = ROOT / ".github" / "workflows" / "self-test.yml"
 DURATION = "15s"  # about 15 one-second windows: enough for the regression statistics (5 per run)
 USERS = "2"
-OUTPUTS = re.compile(r"ci-perf-outputs (.*)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -35,16 +33,10 @@ class ActRun:
 
     @property
     def outputs(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for line in OUTPUTS.findall(self.log):
-            for pair in line.split():
-                key, _, value = pair.partition("=")
-                out[key] = value
-        return out
+        return workflow_outputs(self.log)
 
     def explain(self) -> str:
-        tail = "\n".join(self.log.splitlines()[-80:])
-        return f"act exited {self.returncode}; last lines of its log:\n{tail}"
+        return explain_run("act", self.returncode, self.log)
 
 
 def run_act(tmp: Path, name: str, **inputs: str) -> ActRun:
@@ -65,6 +57,8 @@ def run_act(tmp: Path, name: str, **inputs: str) -> ActRun:
         f"duration={DURATION}",
         "--input",
         f"users={USERS}",
+        "--input",
+        "backend=local",  # host mode: this machine's PostgreSQL and Redis (containers: test_e2e_act_container)
     ]
     for key, value in inputs.items():
         argv += ["--input", f"{key.replace('_', '-')}={value}"]
@@ -120,3 +114,11 @@ def test_action_fails_on_injected_regression(passing_run: ActRun, act_tmp: Path)
     assert int(out.get("regressions") or 0) > 0, f"no regression reported: {out}\n{run.explain()}"
     assert out.get("status") == "fail" and "vs baseline" in run.log, f"{out}\n{run.explain()}"
     assert Path(out["junit"]).is_file()
+
+
+def test_a_bad_input_is_an_error_annotation_before_the_install(act_tmp: Path) -> None:
+    run = run_act(act_tmp, "bad-input", duration="ten minutes")
+    assert run.returncode != 0, run.explain()
+    line = "::error title=ci-perf::duration 'ten minutes' is not a duration; write it like 30s, 5m or 1h30m"
+    assert line in run.log, run.explain()
+    assert "Install ci-perf" not in run.log and "installed into" not in run.log, "the install ran first"

@@ -6,46 +6,23 @@ local stack, and the job leaves the reports GitLab reads: junit.xml, load-perfor
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from e2e_helpers import ROOT, clean_env, copy_sources, require_tool
+from e2e_helpers import clean_env, gitlab_ci_local, make_gitlab_project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
-FIXTURE = ROOT / "tests" / "fixtures" / "gitlab-project"
 JOB = "performance-test"
 
 
-def make_project(dest: Path) -> Path:
-    """A git repository like a SARK project's: the fixture's .gitlab-ci.yml, the template it includes
-    (gitlab/ci-perf.gitlab-ci.yml) and ci-perf's sources to install (instead of the git URL)."""
-    dest.mkdir(parents=True)
-    shutil.copy2(FIXTURE / ".gitlab-ci.yml", dest / ".gitlab-ci.yml")
-    (dest / "gitlab").mkdir()
-    shutil.copy2(ROOT / "gitlab" / "ci-perf.gitlab-ci.yml", dest / "gitlab" / "ci-perf.gitlab-ci.yml")
-    copy_sources(dest / "ci-perf-src")
-    git = ["git", "-c", "user.email=ci-perf@example.com", "-c", "user.name=ci-perf", "-c", "init.defaultBranch=main"]
-    for args in (
-        ["init", "-q"],
-        ["remote", "add", "origin", "https://gitlab.example.com/sark/demo.git"],
-        ["add", "-A"],
-        ["commit", "-q", "-m", "project"],
-    ):
-        subprocess.run([*git, *args], cwd=dest, check=True, capture_output=True)
-    return dest
-
-
 def run_job(project: Path, *variables: str) -> subprocess.CompletedProcess[str]:
-    gcl = require_tool("gitlab-ci-local", "npm install -g gitlab-ci-local@4.72.0")
-    require_tool("rsync", "apt-get install -y rsync")
     env = clean_env()
     argv = [
-        gcl,
+        gitlab_ci_local(),
         "--shell-isolation",
         "--force-shell-executor",
         # A manual pipeline ("web"), one of the template's rules; gitlab-ci-local says "push".
@@ -62,7 +39,7 @@ def run_job(project: Path, *variables: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_template_job_produces_gitlab_reports(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "project")
+    project = make_gitlab_project(tmp_path / "project")
     proc = run_job(project)
     log = proc.stdout + proc.stderr
     (tmp_path / "gitlab-ci-local.log").write_text(log, encoding="utf-8")

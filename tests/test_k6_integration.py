@@ -65,6 +65,9 @@ def test_smoke_p95_per_endpoint_is_k6s_own(sark_stub: str, tmp_path: Path) -> No
     assert result.total.requests == export["http_reqs"]["count"] > 10
     assert result.total.p95_ms == export["ci_perf_ok"]["p(95)"]  # success-only: the right answers' Trend
     assert result.total.all_p95_ms == export["http_req_duration"]["p(95)"]
+    waiting = export["http_req_waiting"]  # time to first byte: k6's own trend, for GitLab's TTFB
+    assert result.waiting is not None
+    assert (result.waiting.p90_ms, result.waiting.p95_ms) == (waiting["p(90)"], waiting["p(95)"])
     assert result.total.failures == 0
     assert len(result.endpoints) >= 4
     for ep in result.endpoints:

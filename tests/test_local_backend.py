@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import psutil
 import pytest
 import requests
 
-from ci_perf.errors import ConfigError, ServiceError
+from ci_perf.errors import ServiceError
 from ci_perf.services import procs
 from ci_perf.services.base import get_backend
 from ci_perf.services.local import LocalStack, cleanup_local
@@ -90,9 +91,30 @@ def test_taken_api_port_is_a_clear_error(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         stack = LocalStack(local_config(tmp_path / "logs", api_port=port))
-        with pytest.raises(ConfigError, match=rf"api_port port {port} is already in use"):
-            stack.up()
+        with pytest.raises(ServiceError, match=rf"api_port: port {port} on 127.0.0.1 is already in use by pid "):
+            stack.up()  # the machine's state: an infrastructure error (exit 3), naming who holds the port
     assert stack.pids() == [] and stack.temp_dirs == []
+
+
+def test_an_api_answering_from_a_process_not_ours_is_refused(tmp_path: Path) -> None:
+    """The port picked for the API gets taken (a race, or an API that ignores {port}): the health check
+    passes against the holder, which must not be load-tested. Here the API's command starts a server in
+    another session on the port and idles: the answer comes, but not from our process group."""
+    marker = tmp_path / "squatter.pid"
+    squat = f"{sys.executable} -m http.server {{port}} --bind 127.0.0.1"
+    command = f"setsid {squat} >/dev/null 2>&1 & echo $! > {marker}; echo bind: address already in use; sleep 300"
+    stack = LocalStack(local_config(tmp_path / "logs", api_command=command, health_path="/"))
+    try:
+        with pytest.raises(ServiceError) as err:
+            stack.up()
+    finally:
+        stack.down()
+        if marker.exists():
+            psutil.Process(int(marker.read_text())).kill()
+    message = str(err.value)
+    assert "something else answers on 127.0.0.1:" in message and "not the process ci-perf started" in message
+    assert "python" in message and "address already in use" in message  # who holds it, and the API's log
+    _assert_nothing_left(stack)
 
 
 def test_cleanup_local_removes_what_a_killed_run_left(tmp_path: Path, state_dir: Path) -> None:
@@ -100,12 +122,17 @@ def test_cleanup_local_removes_what_a_killed_run_left(tmp_path: Path, state_dir:
     stack.up()
     try:
         pids = family(stack.pids())
-        removed = cleanup_local(stack.config.run_id)  # as `ci-perf down --run-id` would, from another process
+        live = cleanup_local(stack.config.run_id)  # its owner (this process) lives: left alone
+        assert live.removed == [] and "is still running" in live.skipped[stack.config.run_id]
+        assert not stack.gone()
+        removed = cleanup_local(stack.config.run_id, force=True).removed  # as `down --run-id --force` would
         assert any(r.startswith("process postgres") for r in removed)
         assert any(r.startswith("directory ") for r in removed)
         assert not running(pids)
         assert not any(d.exists() for d in stack.temp_dirs)
-        assert cleanup_local(None) == []
+        assert cleanup_local(None).removed == []
+        gone = {g.split(" (pid")[0] for g in stack.gone()}  # what a run would report as gone
+        assert gone == {f"process {n}" for n in ("postgres", "redis", "opa", "api")}
     finally:
         stack.down()
 
@@ -114,8 +141,37 @@ def test_cleanup_local_ignores_a_reused_pid(state_dir: Path) -> None:
     state = procs.RunState("reused")
     state.processes.append({"name": "api", "pid": 1, "started": "not-the-real-start-time"})
     state.save()
-    assert cleanup_local(None) == []
+    _orphan(state.path)
+    assert cleanup_local(None).removed == []
     assert not state.path.exists()
+
+
+def _orphan(path: Path) -> None:
+    """As if the run's ci-perf had died: its owner record names a process that is gone."""
+    data = json.loads(path.read_text())
+    data["owner"]["started"] = "gone"
+    path.write_text(json.dumps(data))
+
+
+def test_down_all_leaves_live_runs_alone_and_removes_dead_ones(state_dir: Path) -> None:
+    """Another job's `down --all` must not pull a live run's stack from under it (item 7); a run whose
+    ci-perf died is cleaned up; --force removes live runs too. Owner identity is pid plus start time."""
+    sleepers = [psutil.Popen(["sleep", "60"], start_new_session=True) for _ in range(2)]
+    try:
+        for name, proc in zip(("live", "dead"), sleepers, strict=True):
+            state = procs.RunState(name)
+            state.add_pid("api", proc.pid)
+        _orphan(state_dir / "dead.json")
+        done = cleanup_local(None)
+        assert done.removed == [f"process api (pid {sleepers[1].pid})"] and list(done.skipped) == ["live"]
+        assert f"pid {os.getpid()}) is still running" in done.skipped["live"]
+        assert sleepers[0].is_running() and (state_dir / "live.json").exists()
+        assert cleanup_local(None, force=True).removed == [f"process api (pid {sleepers[0].pid})"]
+        assert not list(state_dir.glob("*.json"))
+    finally:
+        for proc in sleepers:
+            proc.kill()
+            proc.wait()
 
 
 def test_processes_get_only_what_they_need_from_our_environment(

@@ -69,3 +69,31 @@ def test_down_all_sees_only_the_callers_state_files(tmp_path: Path, monkeypatch:
     assert procs.own_state_files(tmp_path) == []
     monkeypatch.setattr(procs.os, "geteuid", lambda: mine.stat().st_uid)
     assert procs.own_state_files(tmp_path) == [mine]
+
+
+def test_needs_names_the_missing_packages_of_the_local_backend_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_pg_elsewhere: None
+) -> None:
+    from ci_perf.services.needs import missing_packages
+
+    monkeypatch.chdir(tmp_path)  # no ci-perf.yml here
+    monkeypatch.setattr(local, "DEBIAN_PG_ROOT", tmp_path / "none")
+    assert missing_packages({}) == ["postgresql", "redis-server"]  # the default: local backend, the demo
+    assert missing_packages({"CI_PERF_BACKEND": "docker"}) == []
+    assert missing_packages({"CI_PERF_HOST": "http://127.0.0.1:8000"}) == []  # external
+    assert missing_packages({"CI_PERF_USERS": "many"}) == []  # `ci-perf run` names a bad setting, not this
+    (tmp_path / "ci-perf.yml").write_text("backend: external\nhost: http://127.0.0.1:8000\n")
+    assert missing_packages({}) == []
+    fake_major(tmp_path, "16")
+    monkeypatch.setattr(local, "DEBIAN_PG_ROOT", tmp_path)
+    assert missing_packages({"CI_PERF_BACKEND": "local"}) == ["redis-server"]
+
+
+def test_a_runs_owner_is_live_only_as_the_same_process_in_the_same_namespace() -> None:
+    """`down` leaves a run alone while its ci-perf lives: same pid and start time (a reused pid is not it),
+    and a pid from another pid namespace or boot, which cannot be checked here, counts as live."""
+    me = procs.owner()
+    assert procs.live_owner(me) == f"its ci-perf (pid {me['pid']}) is still running"
+    assert procs.live_owner({**me, "started": "1"}) == ""  # the pid now names another process
+    assert "another pid namespace" in procs.live_owner({**me, "ns": "other-boot/pid:[1]"})
+    assert procs.live_owner(None) == "" and procs.live_owner({}) == ""  # written before owners were recorded

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import pytest
 from ci_perf.errors import ConfigError
 from ci_perf.publish import github as gh
 from ci_perf.publish.api import ApiClient
-from fake_api import FakeApi, Recorded, Reply, fake_api, link_next
+from fake_api import FakeApi, Recorded, Reply, answer_lost, fake_api, link_next
 
 TOKEN = "ghs_secretToken1234567890"
 REPO = "octo/sark"
@@ -148,13 +150,94 @@ def test_forbidden_falls_back_to_summary_and_files_without_raising(api: FakeApi,
 
 
 def test_server_errors_are_retried_then_succeed(api: FakeApi, tmp_path: Path) -> None:
-    api.add("GET", COMMENTS, Reply(502, {"message": "Server Error"}), Reply(503, b""), Reply(200, []))
+    api.add("GET", COMMENTS, Reply(502, {"message": "Server Error"}), Reply(503, body=b""), Reply(200, []))
     api.add("POST", COMMENTS, Reply(500, {"message": "boom"}), Reply(201, {"id": 1, "html_url": "u"}))
     waits: list[float] = []
     status = _publish(_env(api, tmp_path), tmp_path, waits, io.StringIO())
     assert status.posted and status.url == "u"
-    assert [r.method for r in api.requests] == ["GET", "GET", "GET", "POST", "POST"]
+    # the failed create is not blindly repeated: the comments are listed again first
+    assert [r.method for r in api.requests] == ["GET", "GET", "GET", "POST", "GET", "POST"]
     assert waits == [0.01, 0.02, 0.01]  # exponential backoff, reset per request
+
+
+@pytest.mark.parametrize("lost", [Reply(502, {"message": "Server Error"}), None], ids=["502", "dropped"])
+def test_a_create_whose_answer_is_lost_after_github_made_it_is_found_again_not_duplicated(
+    api: FakeApi, tmp_path: Path, lost: Reply | None
+) -> None:
+    store = CommentStore(api, others=2)
+    api.add("GET", COMMENTS, store.list)
+    api.add("POST", COMMENTS, answer_lost(store.create, lost))
+    api.add("PATCH", f"/repos/{REPO}/issues/comments/9001", store.edit)
+    waits: list[float] = []
+    status = _publish(_env(api, tmp_path), tmp_path, waits, io.StringIO())
+    body = {"body": f"{MARKER}\n## Results\nall good\n<!-- ci-perf-digest:QUJD -->"}
+    assert [(r.method, r.path, r.query, r.body) for r in api.requests] == [
+        ("GET", COMMENTS, {"per_page": "100"}, None),
+        ("POST", COMMENTS, {}, body),
+        ("GET", COMMENTS, {"per_page": "100"}, None),
+        ("PATCH", f"/repos/{REPO}/issues/comments/9001", {}, body),
+    ]
+    assert (status.posted, status.action) == (True, "updated") and waits == [0.01]
+    assert [c["id"] for c in store.comments if MARKER in c["body"]] == [9001]
+
+
+SECONDARY = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+
+
+@pytest.mark.parametrize(
+    ("reply", "said", "waited"),
+    [
+        (Reply(403, {"message": SECONDARY}, headers={"Retry-After": "3600"}), "3600", []),
+        (Reply(429, {"message": SECONDARY}, headers={"retry-after": "900"}), "900", []),
+        (Reply(403, {"message": SECONDARY}), "240", [60.0, 120.0]),  # no header: 1 min, doubling
+        (
+            Reply(403, {"message": "API rate limit exceeded for installation ID 1."},
+                  headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": "+600"}),  # 600 s from now
+            "(599|600)",
+            [],
+        ),
+    ],
+)  # fmt: skip
+def test_a_rate_limit_longer_than_the_budget_says_when_to_retry_not_fork_pr(
+    api: FakeApi, tmp_path: Path, reply: Reply, said: str, waited: list[float]
+) -> None:
+    reset = reply.headers.get("x-ratelimit-reset", "")
+    if reset.startswith("+"):  # epoch seconds, as GitHub sends it, counted from now
+        reply = replace(reply, headers={**reply.headers, "x-ratelimit-reset": str(int(time.time()) + int(reset))})
+    api.add("GET", COMMENTS, Reply(200, []))
+    api.add("POST", COMMENTS, reply)
+    out, waits = io.StringIO(), []
+    status = _publish(_env(api, tmp_path), tmp_path, waits, out)
+    assert (status.posted, status.action) == (False, "failed")
+    assert re.search(rf"::warning title=ci-perf::PR comment not posted: POST .* rate limited, retry after {said} s",
+                     out.getvalue())  # fmt: skip
+    assert "fork PR" not in out.getvalue() + status.detail
+    assert api.calls() == [("GET", COMMENTS, {"per_page": "100"})] + [("POST", COMMENTS, {})] * (len(waited) + 1)
+    assert waits == waited
+
+
+def test_a_422_shows_what_github_found_invalid(api: FakeApi, tmp_path: Path) -> None:
+    invalid = {
+        "message": "Validation Failed",
+        "errors": [
+            {"resource": "IssueComment", "code": "custom", "field": "body",
+             "message": "body is too long (maximum is 65536 characters)"},
+            {"resource": "IssueComment", "field": "body", "code": "missing_field"},
+            "body contains an unsupported character",
+        ],
+        "documentation_url": "https://docs.github.com/rest/issues/comments#create-an-issue-comment",
+        "status": "422",
+    }  # fmt: skip
+    api.add("GET", COMMENTS, Reply(200, []))
+    api.add("POST", COMMENTS, Reply(422, invalid))
+    out = io.StringIO()
+    status = _publish(_env(api, tmp_path), tmp_path, [], out)
+    expected = (
+        "answered 422 Unprocessable Entity: Validation Failed; body is too long (maximum is 65536 characters); "
+        "IssueComment body missing_field; body contains an unsupported character"
+    )
+    assert expected in status.detail and expected in out.getvalue()
+    assert api.calls() == [("GET", COMMENTS, {"per_page": "100"}), ("POST", COMMENTS, {})]  # not retried
 
 
 def test_rate_limits_wait_as_github_says(api: FakeApi, tmp_path: Path) -> None:
@@ -229,6 +312,24 @@ def test_publishing_without_a_token_warns_once_skips_the_comment_and_keeps_the_f
     assert "all good" in (tmp_path / "comment.md").read_text() and (tmp_path / "summary.md").is_file()
 
 
+def test_publish_outcome_without_a_token_warns_once(
+    api: FakeApi, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `ci-perf run` prints in a pull request with no token: the annotation, not also a status line."""
+    import synth
+    from ci_perf.config import Settings
+    from ci_perf.model import Evaluation, Outcome
+    from ci_perf.publish import publish_outcome
+
+    env = _env(api, tmp_path)
+    del env["GITHUB_TOKEN"]
+    status = publish_outcome("github", Outcome(synth.run(1), Evaluation()), Settings(report_dir=tmp_path), {}, env)
+    captured = capsys.readouterr()
+    lines = [line for line in (captured.out + captured.err).splitlines() if "GITHUB_TOKEN" in line]
+    assert len(lines) == 1 and lines[0].startswith("::warning"), lines
+    assert status.action == "skipped" and api.requests == [] and (tmp_path / "comment.md").is_file()
+
+
 def test_pr_number_from_event_then_ref(tmp_path: Path) -> None:
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"pull_request": {"number": 42}}))
@@ -301,3 +402,29 @@ def test_publish_outcome_writes_outputs_and_annotations(
     assert outputs["summary"] == str(report / "summary.md") and outputs["status"] == "warn"  # regressions, not gating
     assert "::warning title=ci-perf regression::p95 of All requests +" in capsys.readouterr().out
     assert TOKEN not in (tmp_path / "output.txt").read_text()
+
+
+def test_republishing_a_folder_embeds_the_digest_once(
+    api: FakeApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first publish is refused and leaves comment.md (with its digest) for a later publisher;
+    `ci-perf publish` on that folder then posts it with one digest, not two."""
+    from ci_perf import pipeline
+    from ci_perf.cli import main
+    from report_fixtures import outcome_for
+
+    report = tmp_path / "saved"
+    pipeline.write_outputs(outcome_for("locust_failures"), report, [])
+    for key, value in _env(api, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    marker = "<!-- ci-perf:smoke_test:locust -->"
+    api.add("GET", COMMENTS, Reply(200, []))
+    api.add("POST", COMMENTS, Reply(403, {"message": "Resource not accessible by integration"}), Reply(201, {"id": 1}))
+    assert main(["comment", str(report / "results.json"), "--publish", "github"]) == 0
+    assert main(["publish", str(report / "results.json"), "--publish", "github"]) == 0
+    posts = [r.body["body"] for r in api.requests if r.method == "POST"]
+    assert [(r.method, r.path) for r in api.requests] == [("GET", COMMENTS), ("POST", COMMENTS)] * 2
+    assert len(posts) == 2 and posts[0] == posts[1]
+    assert [p.count("<!-- ci-perf-digest:") for p in posts] == [1, 1]
+    assert posts[0].startswith(marker) and posts[0].count(marker) == 1
+    assert posts[0].endswith(" -->")

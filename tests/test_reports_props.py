@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from ci_perf.model import Change, Comparison, EndpointStats, MetricDelta, Outcome, Window
+from ci_perf.model import Change, Comparison, EndpointStats, Infra, MetricDelta, Outcome, Window
 from ci_perf.reports import RENDERERS, render_all
 from ci_perf.reports.common import escape_md
 from ci_perf.reports.gitlab import load_performance, render_load_performance, render_metrics
@@ -20,7 +20,7 @@ from ci_perf.reports.junit import render_junit
 from ci_perf.reports.markdown import comment_marker, render_comment, render_report, render_summary
 from ci_perf.scenarios.catalog import get_scenario
 from ci_perf.thresholds import evaluate, parse_thresholds
-from report_fixtures import outcome_for
+from report_fixtures import TESTS, load_run, outcome_for
 
 HOSTILE = "GET /x|y `z` <script>alert(1)</script> @team *b* _i_ [l](https://evil.example) #1\n| --- |"
 
@@ -129,15 +129,49 @@ def test_load_performance_has_the_keys_gitlab_reads() -> None:
     metrics = data["metrics"]
     assert set(metrics["http_reqs"]) == {"count", "rate"}
     trend = {"avg", "min", "med", "max", "p(90)", "p(95)"}
-    assert set(metrics["http_req_waiting"]) == trend and set(metrics["http_req_duration"]) == trend
+    assert set(metrics["http_req_duration"]) == trend
+    assert "http_req_waiting" not in metrics  # Locust measures no time to first byte: no TTFB shown
     assert set(metrics["checks"]) == {"passes", "fails", "value"}
     # What GitLab's widget computes (normalizeLoadPerformanceMetrics):
     checks = metrics["checks"]["passes"] / (metrics["checks"]["passes"] + metrics["checks"]["fails"]) * 100
     total = outcome.result.total
     assert total.failures > 0
     assert checks == pytest.approx((total.requests - total.failures) / total.requests * 100)
-    assert metrics["http_reqs"]["rate"] == round(total.rps, 4) and metrics["http_req_waiting"]["p(95)"] == total.p95_ms
+    assert metrics["http_reqs"]["rate"] == round(total.rps, 4)
     assert load_performance(outcome_for("locust_failures")) == data
+
+
+def test_load_performance_ttfb_is_k6s_own_waiting_trend() -> None:
+    """A real k6 run (tests/golden/k6/smoke_test): http_req_waiting is k6's http_req_waiting as k6
+    wrote it in its summary, carried through the parser, not a copy of the response time."""
+    folder = TESTS / "golden" / "k6" / "smoke_test"
+    k6_own = json.loads((folder / "k6-summary.json").read_text())["metrics"]["http_req_waiting"]["values"]
+    result = load_run(folder / "expected.json")
+    outcome = Outcome(result, evaluate(result, parse_thresholds(None, None), get_scenario(result.meta.scenario)))
+    metrics = json.loads(render_load_performance(outcome))["metrics"]
+    assert metrics["http_req_waiting"] == {
+        k: round(k6_own[k], 4) for k in ("avg", "min", "med", "max", "p(90)", "p(95)")
+    }
+    assert metrics["http_req_waiting"] != metrics["http_req_duration"]
+    assert list(metrics).index("http_req_waiting") == list(metrics).index("http_req_duration") + 1
+
+
+def _case_times(xml: str) -> list[float]:
+    return [float(case.attrib["time"]) for case in ET.fromstring(xml).iter("testcase")]
+
+
+def test_junit_cases_have_times_that_add_up_to_the_run() -> None:
+    """GitLab sums the cases' times into the suite's duration: the run's duration on the first case,
+    0 s on the others (judgments of the same measurement); a broken run measured nothing."""
+    outcome = outcome_for("handmade_regression")
+    xml = render_junit(outcome)
+    times = _case_times(xml)
+    assert len(times) == 14 and times[0] == outcome.result.meta.duration_s == 300.0
+    assert set(times[1:]) == {0.0}
+    suite = ET.fromstring(xml).find("testsuite")
+    assert suite is not None and float(suite.attrib["time"]) == sum(times) == 300.0
+    broken = replace(outcome, infra=Infra(3, "stack", "the API never became healthy"))
+    assert set(_case_times(render_junit(broken))) == {0.0}
 
 
 def _junit(outcome: Outcome, fail_on_regression: bool) -> ET.Element:

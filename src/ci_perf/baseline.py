@@ -28,6 +28,7 @@ from ci_perf.digest import decode_digest
 from ci_perf.errors import ConfigError, ResultError
 from ci_perf.jsonread import load_json, parse_json
 from ci_perf.model import Outcome, RunResult
+from ci_perf.observe.model import SystemMetrics
 from ci_perf.publish import github as gh
 from ci_perf.publish import gitlab as gl
 from ci_perf.publish.api import ApiClient, ApiError, require
@@ -88,9 +89,17 @@ def load_result_json(data: Any) -> RunResult:
 
 
 def load_result_file(path: Path) -> RunResult:
-    data = load_json(path)  # ResultError naming the file
+    return load_saved(path)[0]
+
+
+def load_saved(path: Path) -> tuple[RunResult, SystemMetrics | None]:
+    """A saved run: the result, and the system view when the file is a whole results.json."""
+    data = load_json(path)  # ResultError naming the file: missing, not UTF-8, not JSON, NaN
     try:
-        return load_result_json(data)
+        if isinstance(data, dict) and "result" in data:
+            outcome = Outcome.from_dict(data)
+            return outcome.result, outcome.system
+        return load_result_json(data), None
     except ResultError as exc:
         raise ResultError(f"{path}: {exc}") from None
 

@@ -16,9 +16,10 @@ from typing import Any
 
 from ci_perf import __version__
 from ci_perf.config import Settings, build_settings
+from ci_perf.config_schema import BACKEND_CHOICES
 from ci_perf.errors import EXIT_INFRA, EXIT_OK, EXIT_USAGE, CiPerfError, ConfigError
+from ci_perf.inputcheck import error_annotation
 from ci_perf.model import TOOLS
-from ci_perf.services.base import BACKEND_NAMES
 
 EXIT_INTERRUPTED = 130
 
@@ -64,8 +65,9 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend",
         "-b",
-        choices=BACKEND_NAMES,
-        help="where the system under test runs (default: external with --host, else local)",
+        choices=BACKEND_CHOICES,
+        help="where the system under test runs (default: external with --host, else local; "
+        "auto: docker where a Docker engine answers, else local)",
     )
     p.add_argument("--host", help="base URL of an already running API (external backend)")
     p.add_argument("--report-dir", "-o", type=Path, help="report folder (default ./reports)")
@@ -137,12 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("results", type=Path, nargs="+", help="results.json of each shard or separate run")
     merge.add_argument("--report-dir", "-o", type=Path, default=Path("reports/merged"))
     merge.add_argument("--config", "-c", type=Path, help="ci-perf.yml with thresholds (default ./ci-perf.yml)")
+    cmp = sub.add_parser("compare", help="judge a saved result against another as its baseline, running nothing")
+    cmp.add_argument("base", type=Path, help="the baseline: a results.json or a saved baseline (`baseline save`)")
+    cmp.add_argument("head", type=Path, help="the result to judge: a results.json")
+    cmp.add_argument("--report-dir", "-o", type=Path, help="where every report goes (default ./reports)")
+    cmp.add_argument("--config", "-c", type=Path, help="ci-perf.yml with thresholds (default ./ci-perf.yml)")
+    cmp.add_argument("--fail-on-regression", action="store_true", default=None, help="exit 1 when a metric degraded")
+    cmp.add_argument("--min-effect", help="smallest change that counts as a regression (default 10%%)")
     up = sub.add_parser("up", help="bring up the stack and keep it running until Ctrl-C")
     _add_stack_options(up)
     down = sub.add_parser("down", help="remove what a killed run left behind")
     group = down.add_mutually_exclusive_group(required=True)
     group.add_argument("--run-id", help="the run id printed when the run started")
     group.add_argument("--all", action="store_true", help="everything ci-perf started")
+    down.add_argument("--force", action="store_true", help="also runs whose ci-perf is still running")
     report = sub.add_parser("report", help="re-render every report from a saved results.json")
     report.add_argument("results", type=Path)
     report.add_argument("--report-dir", "-o", type=Path, help="default: the results file's folder")
@@ -190,13 +200,16 @@ def dispatch(args: argparse.Namespace) -> int:
         "scenarios": lambda: commands.scenarios(),
         "run": lambda: commands.run(_settings(args)),
         "up": lambda: commands.up(_settings(args)),
-        "down": lambda: commands.down(args.run_id, args.all),
+        "down": lambda: commands.down(args.run_id, args.all, args.force),
         "report": lambda: commands.report(args.results, args.report_dir),
         "comment": lambda: commands.publish_saved(args.results, args.publish, True, args.fail_on_regression),
         "publish": lambda: commands.publish_saved(args.results, args.publish, False, args.fail_on_regression),
         "demo": lambda: commands.demo(args.duration, args.report_dir),
         "worker": lambda: commands.worker(_settings(args), args.master_host, args.master_port),
         "merge": lambda: commands.merge(args.results, args.report_dir, args.config),
+        "compare": lambda: commands.compare(
+            args.base, args.head, args.report_dir, args.config, args.fail_on_regression, args.min_effect
+        ),
     }
     if args.command == "baseline":
         if args.baseline_command == "save":
@@ -210,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return dispatch(args)
     except CiPerfError as exc:
+        annotation = error_annotation(exc, os.environ) if isinstance(exc, ConfigError) else None
+        if annotation:  # on GitHub a bad setting is also an annotation, as in the action's input check
+            print(annotation, flush=True)
         print(f"ci-perf: error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from ci_perf import pipeline
 from ci_perf.config import Settings, parse_duration
-from ci_perf.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError, RunnerError
-from ci_perf.model import Tool
+from ci_perf.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError, ResultError, RunnerError
+from ci_perf.model import RunResult, Tool
+from ci_perf.observe.model import SystemMetrics
 from ci_perf.scenarios.catalog import SCENARIOS
 
 
@@ -87,19 +88,22 @@ def up(settings: Settings) -> int:
     return EXIT_OK
 
 
-def down(run_id: str | None, everything: bool) -> int:
+def down(run_id: str | None, everything: bool, force: bool = False) -> int:
     from ci_perf.services.docker import cleanup_docker
     from ci_perf.services.local import cleanup_local
 
     wanted = None if everything else run_id
-    removed = cleanup_local(wanted)
+    done = cleanup_local(wanted, force)
     try:
-        removed += cleanup_docker(wanted)
+        done.add(cleanup_docker(wanted, force))
     except Exception as exc:  # no engine here: nothing of ours can be running in it either
         print(f"ci-perf: docker not reachable ({type(exc).__name__}); skipped containers")
-    for item in removed:
+    for item in done.removed:
         print(f"removed {item}")
-    print(f"ci-perf: removed {len(removed)} item(s)")
+    for run, reason in sorted(done.skipped.items()):
+        print(f"ci-perf: skipped run {run}: {reason}; `ci-perf down --run-id {run} --force` removes it anyway")
+    print(f"ci-perf: removed {len(done.removed)} item(s)" + (f", skipped {len(done.skipped)} live run(s)"
+                                                             if done.skipped else ""))  # fmt: skip
     return EXIT_OK
 
 
@@ -180,7 +184,6 @@ def merge(results: list[Path], report_dir: Path, config: Path | None) -> int:
     """`ci-perf merge`: shard/worker results.json files -> one result, judged and rendered again."""
     from ci_perf.config import build_settings
     from ci_perf.merge import merge_results
-    from ci_perf.scenarios.catalog import get_scenario
 
     parts = [(str(path), pipeline.load_outcome(path).result) for path in results]
     merged = merge_results(parts)
@@ -188,9 +191,7 @@ def merge(results: list[Path], report_dir: Path, config: Path | None) -> int:
     settings = build_settings(
         {"scenario": meta.scenario, "tool": meta.tool, "report_dir": report_dir}, config_file=config
     )
-    scenario = get_scenario(meta.scenario).with_load(meta.users, meta.spawn_rate, int(meta.duration_s))
-    outcome = pipeline.evaluate(settings, scenario, merged, baseline=pipeline.load_baseline_for(settings))
-    written = pipeline.write_outputs(outcome, report_dir, [])
+    baseline = pipeline.load_baseline_for(settings)
     if meta.labels.get("shards_missing"):
         pipeline.eprint(f"ci-perf: warning: shard(s) {meta.labels['shards_missing']} missing from the merge")
     pipeline.warn_lost_workers(meta)
@@ -198,5 +199,47 @@ def merge(results: list[Path], report_dir: Path, config: Path | None) -> int:
         f"ci-perf: merged {len(parts)} results: {merged.total.requests} requests, "
         f"p95 {merged.total.p95_ms:g} ms, {merged.total.rps:.1f} req/s"
     )
-    pipeline.print_verdict(outcome, report_dir, written)
+    return _judge_saved(settings, merged, None, baseline)
+
+
+def compare(
+    base: Path,
+    head: Path,
+    report_dir: Path | None,
+    config: Path | None,
+    fail_on_regression: bool | None,
+    min_effect: str | None,
+) -> int:
+    """`ci-perf compare BASE HEAD`: HEAD judged with BASE as its baseline, as a run would judge it
+    (thresholds, findings, the comparison, one Verdict), from the two saved files alone."""
+    from ci_perf.baseline import load_result_file, load_saved
+    from ci_perf.config import build_settings
+
+    try:
+        result, system = load_saved(head)
+        baseline = load_result_file(base)
+    except ResultError as exc:
+        raise ResultError(
+            f"{exc}; compare takes the results.json of two ci-perf runs (or `ci-perf baseline save` files)"
+        ) from None
+    meta = result.meta
+    cli = {"scenario": meta.scenario, "tool": meta.tool, "report_dir": report_dir, "baseline": f"file:{base}",
+           "fail_on_regression": fail_on_regression, "min_effect": min_effect}  # fmt: skip
+    settings = build_settings(cli, config_file=config)
+    pipeline.check_report_dir(settings.report_dir)
+    print(f"ci-perf: {head} judged against {base}")
+    return _judge_saved(settings, result, system, baseline)
+
+
+def _judge_saved(settings: Settings, result: RunResult, system: SystemMetrics | None,
+                 baseline: RunResult | None) -> int:  # fmt: skip
+    """The stages after a run's load, on a result that was already measured: evaluate, write every
+    report, print the verdict; its exit code."""
+    from ci_perf.scenarios.catalog import get_scenario
+
+    meta = result.meta
+    scenario = get_scenario(meta.scenario).with_load(meta.users, meta.spawn_rate, int(meta.duration_s))
+    outcome = pipeline.evaluate(settings, scenario, result, system, baseline)
+    written = pipeline.write_outputs(outcome, settings.report_dir, [])
+    pipeline.print_verdict(outcome, settings.report_dir, written)
     return outcome.verdict.exit_code

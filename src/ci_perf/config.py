@@ -7,17 +7,17 @@ the file's top level and the environment.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args
-
-import yaml
+from typing import TYPE_CHECKING, Any, Literal
 
 from ci_perf.config_schema import (
+    BACKEND_CHOICES,
     MAX_DURATION_S,
     MAX_MIN_EFFECT,
     MAX_PROCESSES,
@@ -28,18 +28,36 @@ from ci_perf.config_schema import (
 )
 from ci_perf.errors import ConfigError
 from ci_perf.model import TOOLS, Tool
-from ci_perf.services.base import BACKEND_NAMES, BackendName
+from ci_perf.services.base import BackendName
 from ci_perf.services.services_spec import DatabaseSpec, ServiceSpec, parse_databases, parse_services
-from ci_perf.tokens import JwtConfig, parse_jwt
+
+if TYPE_CHECKING:  # tokens imports PyJWT; ci_perf.inputcheck must run on the stdlib alone
+    from ci_perf.tokens import JwtConfig
 
 DEFAULT_CONFIG_FILE = "ci-perf.yml"
+BackendChoice = BackendName | Literal["auto"]  # config_schema.BACKEND_CHOICES
+
+
+@functools.cache
+def docker_answers() -> bool:
+    """Does a Docker engine answer here (DOCKER_HOST or the default socket)? Asked once per process."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # no SDK, no socket, no permission, a timeout: no Docker for us
+        return False
 
 
 @dataclass(frozen=True)
 class Settings:
     scenario: str = "smoke_test"
     tool: Tool = "locust"
-    backend: BackendName | None = None  # None: external when host is set, else local
+    backend: BackendChoice | None = None  # None or auto: see resolved_backend
     host: str = ""
     users: int | None = None
     spawn_rate: float | None = None
@@ -81,7 +99,14 @@ class Settings:
 
     @property
     def resolved_backend(self) -> BackendName:
-        return self.backend or ("external" if self.host else "local")
+        """The one place the backend is chosen: a named one is used as is; else a host means external;
+        else "auto" (the action's default on CI) means docker where a Docker engine answers, and local
+        processes otherwise, which is also the CLI's default."""
+        if self.backend not in (None, "auto"):
+            return self.backend  # type: ignore[return-value]
+        if self.host:
+            return "external"
+        return "docker" if self.backend == "auto" and docker_answers() else "local"
 
     @property
     def demo_api(self) -> bool:
@@ -146,6 +171,8 @@ def load_file(path: Path | None) -> dict[str, Any]:
         if explicit:
             raise ConfigError(f"config file {path} does not exist; check --config or CI_PERF_CONFIG")
         return {}
+    import yaml  # imported here: ci_perf.inputcheck reads the environment with the stdlib alone
+
     try:
         data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
     except OSError as exc:
@@ -219,8 +246,12 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "databases":
         return parse_databases(value)
     if name == "services":
+        import yaml
+
         return parse_services(yaml.safe_load(value) if isinstance(value, str) else value)
     if name == "jwt":
+        from ci_perf.tokens import parse_jwt
+
         return parse_jwt(value)
     if name == "preset":
         from ci_perf.presets import check_name
@@ -236,8 +267,8 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"unknown publish target {value!r}; choose one of: {', '.join(_PUBLISH)}")
     if name == "docker_network" and value not in ("host", "bridge"):
         raise ConfigError(f"unknown docker network mode {value!r}; choose host or bridge")
-    if name == "backend" and value not in get_args(BackendName):
-        raise ConfigError(f"unknown backend {value!r}; choose one of: {', '.join(BACKEND_NAMES)}")
+    if name == "backend" and value not in BACKEND_CHOICES:
+        raise ConfigError(f"unknown backend {value!r}; choose one of: {', '.join(BACKEND_CHOICES)}")
     if name in ("api_env", "thresholds", "scenario_thresholds"):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{name} must be a mapping (key: value)")
@@ -328,6 +359,11 @@ def check_values(data: Mapping[str, Any], origin: str) -> None:
                              scenario_path=f"scenarios.{name}.thresholds")  # fmt: skip
     except ConfigError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
+
+
+def check_environment(env: Mapping[str, str]) -> None:
+    """Validate the CI_PERF_* settings alone (no file, no third-party import): raises ConfigError."""
+    _normalise(_from_env(env), "the environment")
 
 
 def build_settings(

@@ -18,10 +18,13 @@ from typing import Any
 
 from ci_perf.errors import ConfigError
 from ci_perf.scenarios.catalog import SCENARIOS
+from ci_perf.services.base import BACKEND_NAMES
 from ci_perf.services.services_spec import NAME as SERVICE_NAME
 from ci_perf.thresholds import BUILTIN, DEFAULT_GROUPS, ENDPOINT_METRICS
 from ci_perf.tokens import ALGORITHMS
 
+# "auto" (the action's default): containers where a Docker engine answers, else local processes.
+BACKEND_CHOICES: tuple[str, ...] = (*BACKEND_NAMES, "auto")
 SCHEMA_ID = "https://github.com/sark/perf-action/blob/main/docs/ci-perf.schema.json"
 
 # Sane limits, the same for the file, the environment and the command line.
@@ -376,7 +379,7 @@ THRESHOLDS = Named(
 SETTINGS: dict[str, Kind] = {
     "scenario": one_of(*SCENARIOS),
     "tool": one_of("locust", "k6"),
-    "backend": one_of("docker", "local", "external"),
+    "backend": one_of(*BACKEND_CHOICES),
     "host": TEXT,
     "users": whole(1, MAX_USERS),
     "spawn_rate": positive(MAX_SPAWN_RATE, "users per second"),

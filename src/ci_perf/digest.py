@@ -17,6 +17,7 @@ from ci_perf.model import RunResult
 
 DIGEST_PREFIX = "<!-- ci-perf-digest:"
 _DIGEST_RE = re.compile(r"<!-- ci-perf-digest:([A-Za-z0-9+/=]+) -->")
+_STRIP_RE = re.compile(r"\n?<!-- ci-perf-digest:[A-Za-z0-9+/=]* -->")
 MAX_DIGEST_CHARS = 30_000  # a GitHub comment holds 65536 characters; leave room for the report
 
 
@@ -40,6 +41,12 @@ def encode_digest(result: RunResult, max_chars: int = MAX_DIGEST_CHARS) -> str:
         if len(text) <= max_chars:
             break
     return text
+
+
+def strip_digest(text: str) -> str:
+    """`text` without any digest (and the line break before it): a comment.md left by an earlier
+    publish carries one, and the comment must carry exactly one, the newest."""
+    return _STRIP_RE.sub("", text)
 
 
 def decode_digest(comment_body: str) -> RunResult | None:

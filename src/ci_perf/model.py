@@ -210,6 +210,20 @@ class RunMeta:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """k6's http_req_waiting trend (time to first byte: from the request sent to the first byte of the
+    answer) over every request, exactly as k6 computed it. It is no success-only figure (C1): it is
+    kept for GitLab's TTFB, never judged."""
+
+    min_ms: float
+    avg_ms: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    max_ms: float
+
+
+@dataclass(frozen=True)
 class RunResult:
     meta: RunMeta
     total: EndpointStats
@@ -218,6 +232,9 @@ class RunResult:
     # Policy decisions answered 2xx, by value ("allow", "deny", anything else as sent), over the run;
     # None where the tool did not count them (older results): left out of JSON.
     decisions: dict[str, int] | None = field(default=None, metadata={"omit_none": True})
+    # Time to first byte, where the tool measures it (k6); None for Locust (it times whole answers
+    # only), for merged shards (percentiles do not add up) and older results: left out of JSON.
+    waiting: Waiting | None = field(default=None, metadata={"omit_none": True})
 
     def endpoint(self, key: str) -> EndpointStats | None:
         if key in (AGGREGATE, self.total.key):

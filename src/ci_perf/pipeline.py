@@ -150,11 +150,21 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 @contextmanager
 def running_stack(config: StackConfig) -> Iterator[StackInfo]:
+    """The stack for the block; torn down on every way out. A stack that vanished while the block ran
+    (another job's `ci-perf down --all --force`, the OOM killer) is an infrastructure error, whatever the
+    block made of the load: this is where that is decided, before teardown hides it."""
     stack = get_backend(config)
     try:
         print(f"ci-perf: starting the {config.backend} stack (run id {config.run_id})", flush=True)
         info = stack.up()
-        yield info
+        try:
+            yield info
+        except CiPerfError as exc:
+            if gone := stack.gone():
+                raise _went_away(gone) from exc
+            raise
+        if gone := stack.gone():
+            raise _went_away(gone)
     finally:
         # Ctrl-C during teardown must not leave half of it behind.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -162,6 +172,13 @@ def running_stack(config: StackConfig) -> Iterator[StackInfo]:
             stack.down()
         finally:
             signal.signal(signal.SIGINT, previous)
+
+
+def _went_away(gone: list[str]) -> ServiceError:
+    return ServiceError(
+        f"the stack went away during the load: {'; '.join(gone)}; its results are not the API's. Was it "
+        "stopped by another job's `ci-perf down --all --force`, or killed for memory? See its logs"
+    )
 
 
 def public_host(url: str) -> str:
@@ -173,8 +190,8 @@ def public_host(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def run_load(settings: Settings, scenario: Scenario, host: str, auth: Auth,
-             targets: Targets | None = None) -> tuple[RunResult, SystemMetrics | None]:  # fmt: skip
+def run_load(settings: Settings, scenario: Scenario, host: str, auth: Auth, targets: Targets | None = None,
+             run_id: str = "") -> tuple[RunResult, SystemMetrics | None]:  # fmt: skip
     """Health wait, the tool run with the availability probe and the system sampler beside it (when
     there is something to observe), and the parse."""
     health_url = host.rstrip("/") + settings.health_path
@@ -193,6 +210,7 @@ def run_load(settings: Settings, scenario: Scenario, host: str, auth: Auth,
         master_port=settings.master_port,
         shard=settings.shard,
         histogram=settings.histogram or bool(settings.shard),
+        run_id=run_id,
     )
     print(
         f"ci-perf: {scenario.name} with {settings.tool}: {scenario.users} users for {scenario.duration_s}s "
@@ -348,7 +366,7 @@ def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
             running_stack(config) as info,
             minted_tokens(plan, scenario, config.run_id, auth) as auth,
         ):
-            result, system = run_load(settings, scenario, info.base_url, auth, targets_for(info, env))
+            result, system = run_load(settings, scenario, info.base_url, auth, targets_for(info, env), config.run_id)
     except CiPerfError as exc:  # the run broke: still report why, then fail with the error's one line
         mask_raw_and_logs(settings.report_dir, auth.secrets())
         broken = broken_outcome(settings, scenario, exc)

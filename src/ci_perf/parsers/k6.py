@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from ci_perf.config import parse_shard
 from ci_perf.errors import ResultError
 from ci_perf.jsonread import check_fields, check_value, load_json, shown
-from ci_perf.model import AGGREGATE, EndpointStats, ErrorCount, LatencyHistogram, RunMeta, RunResult, Window
+from ci_perf.model import AGGREGATE, EndpointStats, ErrorCount, LatencyHistogram, RunMeta, RunResult, Waiting, Window
 from ci_perf.parsers import MAX_WINDOW_S, MAX_WINDOWS, register
 from ci_perf.parsers.k6_stream import SUCCESS_METRIC, StreamHistograms, read_histograms
 from ci_perf.runners.base import RunArtifacts
@@ -347,8 +347,19 @@ def parse_k6(artifacts: RunArtifacts, meta: RunMeta) -> RunResult:
     if s.block is not None and s.block.get("window_s"):
         meta = replace(meta, window_s=float(s.block["window_s"]))
     return RunResult(
-        meta=meta, total=endpoint(s, {}, tags, hists, shard, texts), endpoints=tuple(eps), decisions=_decisions(s)
+        meta=meta,
+        total=endpoint(s, {}, tags, hists, shard, texts),
+        endpoints=tuple(eps),
+        decisions=_decisions(s),
+        waiting=_waiting(s),
     )
+
+
+def _waiting(s: Summary) -> Waiting | None:
+    """k6's own http_req_waiting (TTFB) over every request; None when the summary has none."""
+    if "http_req_waiting" not in s.metrics:
+        return None
+    return Waiting(**{field: s.number("http_req_waiting", STATS[field]) for field in Waiting.__dataclass_fields__})
 
 
 def _decisions(s: Summary) -> dict[str, int] | None:

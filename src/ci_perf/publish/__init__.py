@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ci_perf.model import Change, Outcome
 from ci_perf.publish.api import PublishStatus
-from ci_perf.publish.github import Annotation
+from ci_perf.workflow_commands import Annotation
 
 if TYPE_CHECKING:
     from ci_perf.config import Settings
@@ -61,7 +61,8 @@ def publish_outcome(
             annotations=() if comment_only else annotations_for(outcome),
             comment=settings.comment,
         )
-    print(f"ci-perf: {target}: {status.detail}", file=sys.stderr, flush=True)
+    if not status.warned:
+        print(f"ci-perf: {target}: {status.detail}", file=sys.stderr, flush=True)
     return status
 
 

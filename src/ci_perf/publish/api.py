@@ -6,6 +6,7 @@ rate limits (Retry-After, x-ratelimit-reset), Link pagination, and error text wi
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,11 +21,19 @@ TIMEOUT = (10.0, 60.0)  # connect, read (seconds)
 
 
 class ApiError(CiPerfError):
-    """An API call failed for good (after retries); `status` is the last HTTP status, 0 if none."""
+    """An API call failed for good (after retries); `status` is the last HTTP status, 0 if none.
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    `retry_after_s` is set when the API rate-limited us for longer than we would wait (the message
+    then says so; it is not a permission problem). `maybe_done` is set when the request may have
+    been carried out although no answer said so (a 5xx or a lost connection on a create)."""
+
+    def __init__(
+        self, message: str, status: int = 0, *, retry_after_s: float | None = None, maybe_done: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s
+        self.maybe_done = maybe_done
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,7 @@ class PublishStatus:
     detail: str
     url: str = ""
     files: tuple[str, ...] = ()
+    warned: bool = False  # the publisher printed the warning already: the status line would repeat it
 
 
 @dataclass
@@ -60,8 +70,13 @@ class ApiClient:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
     ) -> requests.Response:
-        """Send, retrying 5xx, 429, rate-limited 403 and connection errors; raise ApiError otherwise."""
+        """Send, retrying 5xx, 429, rate-limited 403 and connection errors; raise ApiError otherwise.
+
+        `idempotent=False` (a create): a 5xx or a lost connection is raised at once with `maybe_done`,
+        since the server may have created the thing; the caller looks before creating again
+        (`create_or_update`). Rate limits are still waited out: a limited request was not carried out."""
         url = self.url(path)
         for attempt in range(self.retries + 1):
             try:
@@ -69,16 +84,23 @@ class ApiClient:
                     method, url, params=params, json=json, timeout=TIMEOUT, headers={**self.headers, **(headers or {})}
                 )
             except requests.RequestException as exc:
-                if attempt == self.retries:
-                    raise ApiError(self._masked(f"{method} {url} failed: {exc}")) from None
+                if attempt == self.retries or not idempotent:
+                    raise ApiError(self._masked(f"{method} {url} failed: {exc}"), maybe_done=not idempotent) from None
                 self.sleep(self.backoff_s * 2**attempt)
                 continue
             if resp.status_code < 400:
                 return resp
-            wait = self._retry_wait(resp, attempt)
-            if wait is None or attempt == self.retries:
-                raise ApiError(self._describe(method, url, resp), resp.status_code)
-            self.sleep(wait)
+            limit = _rate_limit_wait(resp, attempt)
+            if limit is not None:
+                if limit > self.max_wait_s or attempt == self.retries:
+                    raise ApiError(self._describe(method, url, resp, limit), resp.status_code, retry_after_s=limit)
+                self.sleep(limit)
+                continue
+            server_error = resp.status_code >= 500
+            if not server_error or not idempotent or attempt == self.retries:
+                maybe_done = server_error and not idempotent
+                raise ApiError(self._describe(method, url, resp), resp.status_code, maybe_done=maybe_done)
+            self.sleep(self.backoff_s * 2**attempt)
         raise AssertionError("unreachable")
 
     def paginate(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[Any]:
@@ -91,29 +113,31 @@ class ApiClient:
             url = resp.links.get("next", {}).get("url")
             query = {}  # the next link already carries the query
 
-    def _retry_wait(self, resp: requests.Response, attempt: int) -> float | None:
-        """Seconds to wait before retrying, or None when retrying cannot help."""
-        status, h = resp.status_code, resp.headers
-        limited = status == 429 or (
-            status == 403
-            and ("retry-after" in h or h.get("x-ratelimit-remaining") == "0" or "rate limit" in resp.text.lower())
-        )
-        if not limited:
-            return self.backoff_s * 2**attempt if status >= 500 else None
-        if "retry-after" in h:
-            wait = _number(h["retry-after"])
-        elif h.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in h:
-            wait = _number(h["x-ratelimit-reset"]) - time.time()
-        else:  # GitHub asks for at least a minute on secondary limits without headers
-            wait = 60.0 * 2**attempt
-        wait = max(wait, 0.0)
-        return wait if wait <= self.max_wait_s else None
+    def create_or_update(
+        self,
+        find: Callable[[], Mapping[str, Any] | None],
+        update: Callable[[Mapping[str, Any]], requests.Response],
+        create: Callable[[], requests.Response],
+    ) -> tuple[str, requests.Response]:
+        """("updated" | "created", the answer): edit what `find` returns, else create it. `create`
+        sends with idempotent=False; when its answer is lost (5xx after the server created it, or a
+        dropped connection), look again before another create, so a retry never makes a second one."""
+        for attempt in range(self.retries + 1):
+            existing = find()
+            if existing is not None:
+                return "updated", update(existing)
+            try:
+                return "created", create()
+            except ApiError as exc:
+                if not exc.maybe_done or attempt == self.retries:
+                    raise
+                self.sleep(self.backoff_s * 2**attempt)
+        raise AssertionError("unreachable")
 
-    def _describe(self, method: str, url: str, resp: requests.Response) -> str:
-        try:
-            detail = resp.json().get("message", "")
-        except (ValueError, AttributeError):
-            detail = resp.text[:200]
+    def _describe(self, method: str, url: str, resp: requests.Response, limit: float | None = None) -> str:
+        detail = " ".join(_error_detail(resp).split())[:500]  # one line, whatever the API sent
+        if limit is not None:
+            detail = f"rate limited, retry after {math.ceil(limit)} s" + (f" ({detail})" if detail else "")
         return self._masked(f"{method} {url} answered {resp.status_code} {resp.reason}: {detail}".rstrip(": "))
 
     def _masked(self, text: str) -> str:
@@ -125,6 +149,56 @@ def require(env: Mapping[str, str], name: str) -> str:
     if not value:
         raise ConfigError(f"{name} is not set; ci-perf needs it to reach the CI API")
     return value
+
+
+def _rate_limit_wait(resp: requests.Response, attempt: int) -> float | None:
+    """Seconds the API asks us to wait before retrying, or None when this is no rate limit. As GitHub
+    documents it: 429 or 403 with retry-after (seconds), or x-ratelimit-remaining 0 with
+    x-ratelimit-reset (epoch seconds), or a message naming the (secondary) rate limit, which asks for
+    at least a minute, doubling on each retry. A 403 without any of these is a permission problem."""
+    status, h = resp.status_code, resp.headers
+    limited = status == 429 or (
+        status == 403
+        and ("retry-after" in h or h.get("x-ratelimit-remaining") == "0" or "rate limit" in resp.text.lower())
+    )
+    if not limited:
+        return None
+    if "retry-after" in h:
+        wait = _number(h["retry-after"])
+    elif h.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in h:
+        wait = _number(h["x-ratelimit-reset"]) - time.time()
+    else:
+        wait = 60.0 * 2**attempt
+    return max(wait, 0.0)
+
+
+def _error_detail(resp: requests.Response) -> str:
+    """The API's own words: GitHub's `message` plus each `errors[]` entry (a 422 says what was invalid
+    there: objects with message or resource/field/code, or plain strings); GitLab's `message` (a string,
+    or {field: [problems]}) or `error`."""
+    try:
+        data = resp.json()
+    except ValueError:
+        return resp.text[:200].strip()
+    if not isinstance(data, dict):
+        return str(data)[:200]
+    parts = [_words(data.get("message")) or _words(data.get("error"))]
+    errors = data.get("errors")
+    for item in errors if isinstance(errors, list) else ():
+        if isinstance(item, dict):
+            fallback = " ".join(str(item[k]) for k in ("resource", "field", "code") if item.get(k))
+            parts.append(_words(item.get("message")) or fallback)
+        else:
+            parts.append(_words(item))
+    return "; ".join(p for p in parts if p)
+
+
+def _words(value: Any) -> str:
+    if isinstance(value, dict):  # GitLab: {"note": ["is too long"]}
+        return "; ".join(f"{k} {_words(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_words(v) for v in value)
+    return "" if value is None else str(value)
 
 
 def _number(text: str) -> float:

@@ -21,12 +21,13 @@ import json
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
+from ci_perf.digest import strip_digest
 from ci_perf.errors import ConfigError
 from ci_perf.publish.api import ApiClient, ApiError, PublishStatus, require
+from ci_perf.workflow_commands import Annotation, annotation_line, escape_data
 
 API_VERSION = "2022-11-28"
 MAX_BODY = 65_536  # GitHub's limit for a comment body
@@ -46,13 +47,6 @@ def comment_marker(scenario: str, tool: str) -> str:
 def lookup_marker(scenario: str, tool: str) -> str:
     """Without a scenario, any of our comments that carries a digest will do."""
     return comment_marker(scenario, tool) if scenario else "<!-- ci-perf-digest:"
-
-
-@dataclass(frozen=True)
-class Annotation:
-    level: Literal["error", "warning", "notice"]
-    message: str
-    title: str = ""
 
 
 def client_from_env(env: Mapping[str, str]) -> ApiClient:
@@ -88,14 +82,13 @@ def find_comment(client: ApiClient, repo: str, number: int, marker: str) -> dict
 
 
 def upsert_comment(client: ApiClient, repo: str, number: int, marker: str, body: str) -> PublishStatus:
-    """Edit the comment carrying `marker` in place, or create it."""
-    existing = find_comment(client, repo, number, marker)
-    if existing:
-        resp = client.request("PATCH", f"/repos/{repo}/issues/comments/{existing['id']}", json={"body": body})
-        action = "updated"
-    else:
-        resp = client.request("POST", f"/repos/{repo}/issues/{number}/comments", json={"body": body})
-        action = "created"
+    """Edit the comment carrying `marker` in place, or create it (never twice: see create_or_update)."""
+    comments = f"/repos/{repo}/issues/{number}/comments"
+    action, resp = client.create_or_update(
+        lambda: find_comment(client, repo, number, marker),
+        lambda found: client.request("PATCH", f"/repos/{repo}/issues/comments/{found['id']}", json={"body": body}),
+        lambda: client.request("POST", comments, json={"body": body}, idempotent=False),
+    )
     url = str(resp.json().get("html_url", ""))
     return PublishStatus(True, action, f"comment {action} on #{number}", url)
 
@@ -113,7 +106,10 @@ def previous_comment_body(
 
 
 def compose(body: str, marker: str, digest: str = "") -> str:
-    """Marker first, digest last; the middle is cut if the whole would exceed GitHub's limit."""
+    """Marker first, digest last; the middle is cut if the whole would exceed GitHub's limit. A digest
+    already in `body` (re-publishing a folder whose comment.md an earlier publish wrote) is replaced."""
+    if digest:
+        body = strip_digest(body)
     head = "" if body.startswith(marker) else marker + "\n"
     tail = f"\n{digest}" if digest else ""
     room = MAX_BODY - len(head) - len(tail)
@@ -124,19 +120,6 @@ def compose(body: str, marker: str, digest: str = "") -> str:
 
 
 # --- workflow commands and files ----------------------------------------------------------------
-
-
-def escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def escape_property(text: str) -> str:
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def annotation_line(a: Annotation) -> str:
-    props = f" title={escape_property(a.title)}" if a.title else ""
-    return f"::{a.level}{props}::{escape_data(a.message)}"
 
 
 def add_mask_line(secret: str) -> str:
@@ -209,19 +192,30 @@ def publish_github(
         # No token must not fail a job whose gate passed: say so once, keep every file.
         why = "GITHUB_TOKEN is not set: PR comment skipped; pass `GITHUB_TOKEN: ${{ github.token }}` in the step's env"
         print(annotation_line(Annotation("warning", why, "ci-perf")), file=out)
-        return _not_posted("skipped", why, full, scenario, tool, number, report_dir, files)
+        return _not_posted("skipped", why, full, scenario, tool, number, report_dir, files, warned=True)
     api = client or client_from_env(env)
     try:
         status = upsert_comment(api, require(env, "GITHUB_REPOSITORY"), number, marker, full)
     except ApiError as exc:
-        hint = " (read-only token: fork PR? use the workflow_run publisher)" if exc.status == 403 else ""
+        # A rate limit says when to retry (in the message); only a plain 403 is a read-only token.
+        forbidden = exc.status == 403 and exc.retry_after_s is None
+        hint = " (read-only token: fork PR? use the workflow_run publisher)" if forbidden else ""
         print(annotation_line(Annotation("warning", f"PR comment not posted: {exc}{hint}", "ci-perf")), file=out)
-        return _not_posted("failed", f"not posted: {exc}{hint}", full, scenario, tool, number, report_dir, files)
+        why = f"not posted: {exc}{hint}"
+        return _not_posted("failed", why, full, scenario, tool, number, report_dir, files, warned=True)
     return PublishStatus(status.posted, status.action, status.detail, status.url, tuple(files))
 
 
 def _not_posted(
-    action: str, why: str, body: str, scenario: str, tool: str, number: int | None, report_dir: Path, files: list[str]
+    action: str,
+    why: str,
+    body: str,
+    scenario: str,
+    tool: str,
+    number: int | None,
+    report_dir: Path,
+    files: list[str],
+    warned: bool = False,
 ) -> PublishStatus:
     """Leave what a later publisher needs: the comment body and where it goes."""
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -229,7 +223,7 @@ def _not_posted(
     request = {"pr_number": number, "scenario": scenario, "tool": tool}
     (report_dir / "publish-request.json").write_text(json.dumps(request) + "\n", encoding="utf-8")
     done = (*files, str(report_dir / "comment.md"), str(report_dir / "publish-request.json"))
-    return PublishStatus(False, action, why, files=done)
+    return PublishStatus(False, action, why, files=done, warned=warned)
 
 
 def publish_pending(

@@ -51,12 +51,13 @@ def find_note(client: ApiClient, notes_path: str, marker: str) -> dict[str, Any]
 
 
 def upsert_note(client: ApiClient, notes_path: str, marker: str, body: str) -> PublishStatus:
-    existing = find_note(client, notes_path, marker)
-    if existing:
-        client.request("PUT", f"{notes_path}/{existing['id']}", json={"body": body})
-        return PublishStatus(True, "updated", f"note {existing['id']} updated")
-    created = client.request("POST", notes_path, json={"body": body}).json()
-    return PublishStatus(True, "created", f"note {created.get('id')} created")
+    """Edit the note carrying `marker` in place, or create it (never twice: see create_or_update)."""
+    action, resp = client.create_or_update(
+        lambda: find_note(client, notes_path, marker),
+        lambda found: client.request("PUT", f"{notes_path}/{found['id']}", json={"body": body}),
+        lambda: client.request("POST", notes_path, json={"body": body}, idempotent=False),
+    )
+    return PublishStatus(True, action, f"note {resp.json().get('id')} {action}")
 
 
 def previous_note_body(
@@ -98,12 +99,13 @@ def publish_gitlab(
             "as a masked CI/CD variable named CI_PERF_GITLAB_TOKEN"
         )
         print(f"ci-perf: warning: {why}", file=stream or sys.stderr)
-        return PublishStatus(False, "skipped", why, files=files)
+        return PublishStatus(False, "skipped", why, files=files, warned=True)
     api = client or client_from_env(env)
     try:
         status = upsert_note(api, _notes_path(env, iid), marker, full)
     except ApiError as exc:
-        hint = " (the token needs the api scope and Reporter role)" if exc.status in (401, 403) else ""
+        denied = exc.status in (401, 403) and exc.retry_after_s is None  # a rate limit says when to retry
+        hint = " (the token needs the api scope and Reporter role)" if denied else ""
         print(f"ci-perf: warning: MR note not posted: {exc}{hint}", file=stream or sys.stderr)
-        return PublishStatus(False, "failed", f"not posted: {exc}{hint}", files=files)
+        return PublishStatus(False, "failed", f"not posted: {exc}{hint}", files=files, warned=True)
     return PublishStatus(status.posted, status.action, status.detail, files=files)

@@ -3,8 +3,10 @@
 GitLab's merge-request load-performance widget reads, from a k6 `--summary-export` file,
 metrics.http_reqs.rate (RPS), metrics.http_req_waiting["p(90)"] and ["p(95)"] (TTFB) and
 metrics.checks.passes/fails (checks pass rate). We write that shape for Locust runs too:
-- http_req_waiting carries the full response time percentiles, as neither tool's results give us
-  time-to-first-byte separately in RunResult (an upper bound of TTFB, consistent across runs);
+- http_req_waiting is k6's own waiting trend (RunResult.waiting: time to first byte, over every
+  request, as k6 reports it). Locust does not measure TTFB, so a Locust run has no http_req_waiting:
+  the widget, which reads whichever metrics are present, then shows no TTFB rather than a response
+  time under TTFB's name;
 - checks count requests answered as expected (passes) against failed requests (fails), as the
   k6 scripts check every response's status.
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ci_perf.model import EndpointStats, Outcome, Status
+from ci_perf.model import EndpointStats, Outcome, Status, Waiting
 
 K6_ROOT_GROUP_ID = "d41d8cd98f00b204e9800998ecf8427e"  # k6's id of the root group (md5 of "")
 
@@ -26,7 +28,7 @@ def _num(value: float) -> float:
     return round(float(value), 4)
 
 
-def _trend(stats: EndpointStats) -> dict[str, float]:
+def _trend(stats: EndpointStats | Waiting) -> dict[str, float]:
     return {
         "avg": _num(stats.avg_ms),
         "min": _num(stats.min_ms),
@@ -38,7 +40,7 @@ def _trend(stats: EndpointStats) -> dict[str, float]:
 
 
 def load_performance(outcome: Outcome) -> dict[str, Any]:
-    total = outcome.result.total
+    total, waiting = outcome.result.total, outcome.result.waiting
     ok = total.requests - total.failures
     users = outcome.result.meta.users
     return {
@@ -51,7 +53,7 @@ def load_performance(outcome: Outcome) -> dict[str, Any]:
             },
             "http_reqs": {"count": total.requests, "rate": _num(total.rps)},
             "http_req_duration": _trend(total),
-            "http_req_waiting": _trend(total),
+            **({"http_req_waiting": _trend(waiting)} if waiting is not None else {}),  # no TTFB: none
             # k6's Rate metric counts non-zero samples as passes: a failed request is a "pass" here.
             "http_req_failed": {"passes": total.failures, "fails": ok, "value": _num(total.error_rate)},
             "vus_max": {"value": users, "min": users, "max": users},

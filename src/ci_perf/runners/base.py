@@ -53,6 +53,7 @@ class RunSpec:
     shard: str = ""  # k6: "i/N", run execution segment i of N
     histogram: bool = False  # k6: also stream per-request output for exact latency histograms
     extra_args: tuple[str, ...] = ()  # passed to the tool verbatim
+    run_id: str = ""  # the stack's run: the tool's processes are recorded in its state for `ci-perf down`
     progress: Callable[[Progress], None] = _print_progress
     progress_every_s: float = 10.0
 

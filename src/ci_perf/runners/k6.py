@@ -28,6 +28,7 @@ from ci_perf.config import parse_shard
 from ci_perf.errors import RunnerError
 from ci_perf.net import free_port as _free_port
 from ci_perf.runners.base import Progress, RunArtifacts, RunSpec, register
+from ci_perf.services import procs
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scenarios" / "k6_script.js"
 TREND_STATS = "min,avg,med,p(90),p(95),p(99),max,count"
@@ -119,14 +120,6 @@ def build_env(spec: RunSpec, files: dict[str, Path]) -> dict[str, str]:
     }
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if ci-perf itself dies hard (SIGKILL), so k6 is never orphaned."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def _start(argv: list[str], env: dict[str, str], out: IO[bytes], err: IO[bytes]) -> subprocess.Popen[bytes]:
     try:
         # Own session: a terminal's Ctrl-C reaches only us, and we stop k6 once, gracefully.
@@ -137,7 +130,7 @@ def _start(argv: list[str], env: dict[str, str], out: IO[bytes], err: IO[bytes])
             stdout=out,
             stderr=err,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=procs.pdeathsig(),  # k6 goes when ci-perf dies, even by SIGKILL
         )
     except OSError as exc:
         raise RunnerError(f"could not start k6 ({exc}); {INSTALL_HINT}") from exc
@@ -231,8 +224,14 @@ def run_k6(spec: RunSpec) -> RunArtifacts:
     port = _free_port()
     argv = build_argv(exe, spec, files, port)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    with files["stdout"].open("wb") as out, files["stderr"].open("wb") as err:
+    with (
+        files["stdout"].open("wb") as out,
+        files["stderr"].open("wb") as err,
+        procs.run_part(spec.run_id, "k6") as state,
+    ):
         proc = _start(argv, build_env(spec, files), out, err)
+        if state is not None:
+            state.add_pid("k6", proc.pid)
         try:
             code = watch(proc, port, spec, spec.progress)
         finally:

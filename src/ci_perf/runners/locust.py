@@ -29,6 +29,7 @@ from ci_perf.errors import RunnerError
 from ci_perf.net import free_port
 from ci_perf.runners import locust_dist
 from ci_perf.runners.base import Progress, RunArtifacts, RunSpec, register
+from ci_perf.services import procs
 
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 PLUGIN = SCENARIOS_DIR / "locust_plugin.py"
@@ -202,7 +203,8 @@ def _sigterm_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _supervise(argv: list[str], env: dict[str, str], spec: RunSpec, files: dict[str, Path]) -> tuple[int, list[str]]:
+def _supervise(argv: list[str], env: dict[str, str], spec: RunSpec, files: dict[str, Path],
+               state: procs.RunState | None) -> tuple[int, list[str]]:  # fmt: skip
     """Run Locust to its end, forwarding progress; returns (exit code, last stderr lines)."""
     secrets = spec.auth.secrets()
     progress: queue.Queue[Progress] = queue.Queue()
@@ -217,8 +219,12 @@ def _supervise(argv: list[str], env: dict[str, str], spec: RunSpec, files: dict[
             errors="replace",
             bufsize=1,
             start_new_session=True,
+            # Killed when ci-perf dies, even by SIGKILL: with nobody left to read its output, a graceful stop
+            # breaks on the closed pipes. Its forked workers follow it (locust_plugin).
+            preexec_fn=procs.pdeathsig(signal.SIGKILL),
         )
         assert proc.stdout is not None and proc.stderr is not None
+        recorded = _Recorded(state, proc.pid, "locust master")
         pumps = [
             threading.Thread(
                 target=_pump, args=(proc.stdout, files["stdout"], secrets, progress, deque()), daemon=True
@@ -229,6 +235,7 @@ def _supervise(argv: list[str], env: dict[str, str], spec: RunSpec, files: dict[
             t.start()
         try:
             while proc.poll() is None or any(t.is_alive() for t in pumps):
+                recorded.forks()
                 with contextlib.suppress(queue.Empty):
                     spec.progress(progress.get(timeout=0.2))
         finally:
@@ -238,6 +245,23 @@ def _supervise(argv: list[str], env: dict[str, str], spec: RunSpec, files: dict[
     while not progress.empty():
         spec.progress(progress.get_nowait())
     return proc.returncode, list(tail)
+
+
+class _Recorded:
+    """Locust's master and the workers it forks (--processes), in the run's state for `ci-perf down`."""
+
+    def __init__(self, state: procs.RunState | None, pid: int, name: str) -> None:
+        self.state, self.pid, self.seen = state, pid, {pid}
+        if state is not None:
+            state.add_pid(name, pid)
+
+    def forks(self) -> None:
+        if self.state is None:
+            return
+        for child in procs.children(self.pid):
+            if child not in self.seen:
+                self.seen.add(child)
+                self.state.add_pid("locust worker", child)
 
 
 def _tool_version(stderr_log: Path) -> str:
@@ -279,8 +303,11 @@ def run_locust(spec: RunSpec) -> RunArtifacts:
             flush=True,
         )
     worker = locust_dist.worker_argv(exe, locustfiles(spec), "127.0.0.1", port)
-    with locust_dist.local_workers(worker, env, spec.raw_dir, spec.workers):
-        code, tail = _supervise(build_argv(exe, spec, files, port), env, spec, files)
+    with (
+        procs.run_part(spec.run_id, "locust") as state,
+        locust_dist.local_workers(worker, env, spec.raw_dir, spec.workers, state),
+    ):
+        code, tail = _supervise(build_argv(exe, spec, files, port), env, spec, files, state)
     check_outputs(code, files, tail)
     present = {role: path for role, path in files.items() if path.exists()}
     return RunArtifacts("locust", _tool_version(files["stderr"]), started_at, code, present)

@@ -10,12 +10,14 @@ windows file; workers ship their windows to it (locust_plugin.py).
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from ci_perf.errors import ConfigError
 from ci_perf.runners.base import RunSpec
+from ci_perf.services import procs
 
 MASTER_WAIT_S = 60  # local workers that cannot connect within this fail the run instead of hanging it
 WORKER_GRACE_S = 10.0
@@ -64,23 +66,27 @@ def start_worker(argv: list[str], env: dict[str, str], log: Path) -> subprocess.
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=procs.pdeathsig(signal.SIGKILL),  # goes when ci-perf dies, even by SIGKILL
         )
 
 
 @contextlib.contextmanager
 def local_workers(
-    argv: list[str], env: dict[str, str], raw_dir: Path, count: int
+    argv: list[str], env: dict[str, str], raw_dir: Path, count: int, state: procs.RunState | None = None
 ) -> Iterator[list[subprocess.Popen[str]]]:
-    """Start `count` workers; whatever happens in the block, stop every one of them afterwards."""
+    """Start `count` workers (recorded in `state`); whatever happens in the block, stop every one of
+    them afterwards."""
     from ci_perf.runners.locust import stop_group  # a shared helper; imported late to avoid a cycle
 
-    procs: list[subprocess.Popen[str]] = []
+    workers: list[subprocess.Popen[str]] = []
     try:
         for i in range(count):
-            procs.append(start_worker(argv, env, raw_dir / f"locust-worker-{i + 1}.log"))
-        yield procs
+            workers.append(start_worker(argv, env, raw_dir / f"locust-worker-{i + 1}.log"))
+            if state is not None:
+                state.add_pid(f"locust worker {i + 1}", workers[-1].pid)
+        yield workers
     finally:
-        for proc in procs:
+        for proc in workers:
             stop_group(proc, WORKER_GRACE_S)
 
 
@@ -92,7 +98,8 @@ def run_worker(spec: RunSpec, master_host: str, master_port: int) -> int:
     argv = worker_argv(find_locust(), locustfiles(spec), master_host, master_port)
     env = build_env(spec, output_files(spec.raw_dir))
     env.pop("CI_PERF_WINDOWS_FILE", None)  # the master writes it
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+                            preexec_fn=procs.pdeathsig(signal.SIGKILL))  # fmt: skip
     try:
         return proc.wait()
     finally:

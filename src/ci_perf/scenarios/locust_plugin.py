@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -30,6 +31,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from ci_perf.runners.base import Progress
+from ci_perf.services.procs import die_with_parent
 
 WINDOWS_FORMAT = 2  # 2: histograms, sums, min and max over successful requests; policy decisions
 REPORT_KEY = "ci_perf_windows"
@@ -302,6 +304,21 @@ def _on_quit(exit_code: int = 0, **_: Any) -> None:
 def _on_init(environment: Environment, **_: Any) -> None:
     S.env = environment
 
+
+# The workers Locust forks (--processes) die with their master, even by SIGKILL, from the fork on (not
+# later: a worker whose master is gone may wait for it a long time before Locust's init).
+_forked_by = [0]
+
+
+def _before_fork() -> None:
+    _forked_by[0] = os.getpid()
+
+
+def _in_forked_worker() -> None:
+    die_with_parent(_forked_by[0], signal.SIGKILL)
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_in_forked_worker)
 
 events.init.add_listener(_on_init)
 events.request.add_listener(_on_request)

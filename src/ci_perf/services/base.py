@@ -68,6 +68,10 @@ class Stack(Protocol):
 
     def down(self) -> None: ...
 
+    def gone(self) -> list[str]:
+        """What of the running stack has vanished since up() (a container removed, a process killed)."""
+        ...
+
 
 BackendFactory = Callable[[StackConfig], Stack]
 BACKENDS: dict[str, BackendFactory] = {}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -26,8 +28,9 @@ from docker.models.images import Image
 from docker.models.networks import Network
 from docker.utils import parse_repository_tag
 
+from ci_perf import net
 from ci_perf.errors import ConfigError, ServiceError
-from ci_perf.services import dbsetup
+from ci_perf.services import dbsetup, demo_image, procs
 from ci_perf.services import docker_spec as spec_
 from ci_perf.services import placeholders as ph
 from ci_perf.services.base import LABEL, StackConfig, StackInfo, _tail, register, wait_until
@@ -38,6 +41,7 @@ ENGINE_ERRORS: tuple[type[Exception], ...] = (DockerException, requests.exceptio
 JOB_TIMEOUT_S = 600.0  # migrate/seed commands may legitimately take minutes
 STOP_TIMEOUT_S = 3
 OBSERVED = {"db": "postgres", "redis": "redis", "api": "api"}
+OWNER_LABEL = "ci-perf.owner"  # the ci-perf that started the container: procs.owner() as JSON
 
 
 def connect() -> docker.DockerClient:
@@ -71,6 +75,30 @@ def _running(container: Container) -> bool:
     return container.status in ("created", "running")
 
 
+def _state(container: Container) -> str:
+    """How a container that is no longer running ended."""
+    try:
+        container.reload()
+    except NotFound:
+        return "was removed"
+    return f"is {container.status} (exit code {container.attrs.get('State', {}).get('ExitCode')})"
+
+
+def _listens(container: Container, port: int) -> bool:
+    """Whether the socket listening on the host's `port` is the container's (host networking: one table).
+    Its processes' sockets are read inside it; an image without sh and ls is judged by its being alive
+    with no bind error in its log."""
+    inodes = net.listening_inodes(port)
+    if not inodes:
+        return True  # not visible from here (another network namespace): the health check must do
+    with contextlib.suppress(DockerException):
+        _, output = container.exec_run(["sh", "-c", "ls -l /proc/[0-9]*/fd/ 2>/dev/null"])
+        listing = bytes(output or b"").decode("utf-8", "replace")
+        if " -> " in listing:  # we could read its fds: the answer is decisive
+            return bool(net.inodes_in(listing) & inodes)
+    return _running(container) and "address already in use" not in _logs(container).lower()
+
+
 def _exposed_port(image: Image) -> int | None:
     ports = (image.attrs.get("Config") or {}).get("ExposedPorts") or {}
     tcp = sorted(int(p.split("/")[0]) for p in ports if p.endswith("/tcp"))
@@ -98,6 +126,7 @@ class DockerStack:
         self._network: Network | None = None
         self._containers: list[tuple[str, Container]] = []
         self._lock = threading.Lock()
+        self._demo_lock = threading.Lock()
         self._cancel = threading.Event()  # one service failed: stop waiting for the others
 
     # -- Stack protocol ------------------------------------------------------------------------------
@@ -129,15 +158,24 @@ class DockerStack:
         self._network = None
         client.close()
 
+    def gone(self) -> list[str]:
+        with self._lock:
+            containers = list(self._containers)
+        return [f"container {c.name} {_state(c)}" for _, c in containers if not _running(c)]
+
     # -- bring-up ------------------------------------------------------------------------------------
 
     def _up(self) -> StackInfo:
         cfg = self.cfg
         self._cancel.clear()
         self._client = connect()
+        fixed = [("api_port", cfg.api_port), *((f"stack.services.{s.name}.port", s.port) for s in cfg.services)]
+        for what, port in fixed:  # before anything starts
+            if port:
+                net.ensure_port_free(port, what, "choose another port (left out, ci-perf picks a free one)")
         if cfg.docker_network == "bridge":
             self._network = self._client.networks.create(
-                spec_.network_name(cfg.run_id), driver="bridge", labels=spec_.labels(cfg.run_id, "network")
+                spec_.network_name(cfg.run_id), driver="bridge", labels=self._labels("network")
             )
         images = [functools.partial(self._ensure_image, s.image, s.name) for s in cfg.services]
         db, redis, (api_image, exposed), *_ = self._parallel(
@@ -152,6 +190,9 @@ class DockerStack:
         secret = sorted(ph.secret_names(cfg))
         if cfg.migrate_command:
             self._job(spec_.job_spec(api, "migrate", cfg.migrate_command, values, secret))
+        # An image's own CMD listens where it EXPOSEs, known only now: it must be free too.
+        net.ensure_port_free(api.host_port, "the API", "use docker_network: bridge (ci-perf then publishes it "
+                             "on a free port), or --api-command with {port}")  # fmt: skip
         container = self._run(api)
         url = f"http://127.0.0.1:{api.host_port}{cfg.health_path}"
         self._wait(api, container, lambda: requests.get(url, timeout=2).status_code == 200)
@@ -224,7 +265,7 @@ class DockerStack:
                 ["-c", probe + " >/dev/null 2>&1"],
                 entrypoint=["sh"],
                 remove=True,
-                labels=spec_.labels(self.cfg.run_id, "db-probe"),
+                labels=self._labels("db-probe"),
                 network_mode="none",
             )
         except DockerException:
@@ -238,18 +279,21 @@ class DockerStack:
             image = self._ensure_image(self.cfg.api_image or spec_.DEMO_IMAGE, "api")
         return (image.tags[0] if image.tags else image.id), _exposed_port(image)
 
-    def _build(self, context: Path) -> Image:
+    def _build(self, context: Path, tag: str = "", dockerfile: str | None = None,
+               buildargs: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> Image:  # fmt: skip
         if not context.is_dir():
             raise ConfigError(f"--api-build-context {context} is not a folder")
         # One tag per context folder: reruns reuse the layer cache instead of piling up images.
-        tag = "ci-perf-build/api:" + hashlib.sha256(str(context.resolve()).encode()).hexdigest()[:12]
+        tag = tag or "ci-perf-build/api:" + hashlib.sha256(str(context.resolve()).encode()).hexdigest()[:12]
         log = self.cfg.log_dir / "api-build.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         try:
             image, output = self._docker().images.build(
                 path=str(context),
                 tag=tag,
-                labels=spec_.labels(self.cfg.run_id, "api"),
+                dockerfile=dockerfile,
+                buildargs=buildargs,
+                labels=spec_.labels(self.cfg.run_id, "api") if labels is None else labels,
                 network_mode="host",
                 rm=True,
                 forcerm=True,
@@ -261,7 +305,24 @@ class DockerStack:
         log.write_text("".join(str(chunk.get("stream", "")) for chunk in output))
         return image
 
+    def _build_demo(self) -> Image:
+        """DEMO_IMAGE (the API and the sark preset's opa stand-in) as it is, unless it is missing, or
+        was built by ci-perf from other sources than this one's: then dockerfiles/demo-api.Dockerfile."""
+        env = os.environ
+        with self._demo_lock:  # the API and the opa service ask for it at the same time
+            with contextlib.suppress(ImageNotFound):
+                image = self._docker().images.get(spec_.DEMO_IMAGE)
+                if not demo_image.stale(image.labels or {}, env):
+                    return image
+            with demo_image.build_context(env, spec_.DEMO_IMAGE) as (ctx, labels):
+                print(f"ci-perf: building the demo API image {spec_.DEMO_IMAGE} from {demo_image.DOCKERFILE}",
+                      flush=True)  # fmt: skip
+                return self._build(ctx, spec_.DEMO_IMAGE, "Dockerfile", demo_image.build_args(env),
+                                   {spec_.SERVICE_LABEL: "api", **labels})  # fmt: skip
+
     def _ensure_image(self, image: str, service: str) -> Image:
+        if image == spec_.DEMO_IMAGE:
+            return self._build_demo()
         client = self._docker()
         try:
             return client.images.get(image)
@@ -271,15 +332,19 @@ class DockerStack:
         try:
             return client.images.pull(repo, tag=tag or "latest")
         except DockerException as e:
-            hint = "run scripts/build-test-images, or " if image == spec_.DEMO_IMAGE else ""
             kind = ConfigError if isinstance(e, NotFound) else ServiceError
             raise kind(
                 f"{service} image {image!r} is not available locally and cannot be pulled ({_first_line(e)}); "
-                f"{hint}build or load it, or choose another with "
+                "build or load it, or choose another with "
                 f"{spec_.IMAGE_FLAGS.get(service, f'stack.services.{service}.image')}"
             ) from None
 
     # -- containers ----------------------------------------------------------------------------------
+
+    def _labels(self, service: str) -> dict[str, str]:
+        """The run id (what `down` finds) and its owner, this ci-perf (what `down --all` leaves alone
+        while it lives)."""
+        return {**spec_.labels(self.cfg.run_id, service), OWNER_LABEL: json.dumps(procs.owner())}
 
     def _docker(self) -> docker.DockerClient:
         if self._client is None:
@@ -301,7 +366,7 @@ class DockerStack:
                 detach=True,
                 environment=spec.env,
                 name=spec_.container_name(self.cfg.run_id, spec.service),
-                labels=spec_.labels(self.cfg.run_id, spec.service),
+                labels=self._labels(spec.service),
                 **net,
             )
         except DockerException as e:  # e.g. a missing entrypoint, a port in use
@@ -311,13 +376,22 @@ class DockerStack:
         return container
 
     def _wait(self, spec: ContainerSpec, container: Container, check: Callable[[], bool]) -> None:
+        what = f"{spec.service} ({spec.image})"
         wait_until(
-            f"{spec.service} ({spec.image})",
+            what,
             check,
             self.cfg.health_timeout_s,
             logs=lambda: _logs(container),
             alive=lambda: not self._cancel.is_set() and _running(container),
         )
+        if self.cfg.docker_network == "host" and spec.host_port and not _listens(container, spec.host_port):
+            # With host networking a taken port fails our container, and the check passes against its holder.
+            held = net.holders(net.listening_inodes(spec.host_port))
+            raise ServiceError(
+                f"{what}: something else answers on 127.0.0.1:{spec.host_port}{f' ({held})' if held else ''}, "
+                "not the container ci-perf started; stop it, or use docker_network: bridge\n"
+                f"--- last log lines of {spec.service} ---\n{_tail(_logs(container), 50)}"
+            )
 
     def _job(self, spec: ContainerSpec) -> None:
         container = self._run(spec)
@@ -347,28 +421,48 @@ class DockerStack:
         (self.cfg.log_dir / f"{service}.log").write_text(_logs(container))
 
 
-def _remove_labelled(client: docker.DockerClient, run_id: str | None) -> list[str]:
+def _remove_labelled(client: docker.DockerClient, run_id: str | None, force: bool = True) -> procs.Cleanup:
+    """Remove the containers and networks of one run (or of every run); unless `force`, leave alone the
+    runs whose ci-perf still lives (by their owner label)."""
     selector = {"label": f"{LABEL}={run_id}" if run_id else LABEL}
-    removed: list[str] = []
-    for container in client.containers.list(all=True, filters=selector):
+    containers = client.containers.list(all=True, filters=selector)
+    networks = client.networks.list(filters=selector)
+    done = procs.Cleanup()
+    for labels in [c.labels for c in containers] + [n.attrs.get("Labels") or {} for n in networks]:
+        reason = "" if force else procs.live_owner(_owner(labels.get(OWNER_LABEL, "")))
+        if reason:
+            done.skipped[labels.get(LABEL, "")] = reason
+    for container in containers:
+        if container.labels.get(LABEL) in done.skipped:
+            continue
         try:
             container.remove(force=True, v=True)
-            removed.append(f"container {container.name}")
+            done.removed.append(f"container {container.name}")
         except NotFound:
             pass  # removed meanwhile (auto-remove probe, a parallel down)
-    for network in client.networks.list(filters=selector):
+    for network in networks:
+        if (network.attrs.get("Labels") or {}).get(LABEL) in done.skipped:
+            continue
         try:
             network.remove()
-            removed.append(f"network {network.name}")
+            done.removed.append(f"network {network.name}")
         except NotFound:
             pass
-    return removed
+    return done
 
 
-def cleanup_docker(run_id: str | None) -> list[str]:
-    """Remove every container and network of one run (or of all runs when run_id is None)."""
+def _owner(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def cleanup_docker(run_id: str | None, force: bool = False) -> procs.Cleanup:
+    """Remove every container and network of one run (or of all runs when run_id is None), except those
+    of runs whose ci-perf still lives, unless `force`."""
     client = connect()
     try:
-        return _remove_labelled(client, run_id)
+        return _remove_labelled(client, run_id, force)
     finally:
         client.close()

@@ -8,6 +8,7 @@ publishes each service on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,8 +22,10 @@ from ci_perf.services.placeholders import Address
 from ci_perf.services.services_spec import ServiceSpec
 
 SERVICE_LABEL = "ci-perf.service"
-# Built by scripts/build-test-images; what runs when neither --api-image nor --api-build-context is given.
-DEMO_IMAGE = "ci-perf-test/sark-demo:latest"
+# What runs when neither --api-image nor --api-build-context is given: this tag when it is here
+# (scripts/build-test-images makes it), else built from dockerfiles/demo-api.Dockerfile
+# (services/demo_image.py). CI_PERF_DEMO_IMAGE names another tag (the container-mode tests use a fresh one).
+DEMO_IMAGE = os.environ.get("CI_PERF_DEMO_IMAGE") or "ci-perf-test/sark-demo:latest"
 PG_PORT, REDIS_PORT, API_PORT = 5432, 6379, 8000  # in-container ports in bridge mode
 # Preloaded always, so that database query timings can be read from pg_stat_statements.
 PRELOAD = "pg_stat_statements"

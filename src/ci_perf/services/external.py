@@ -33,6 +33,9 @@ class ExternalStack:
     def down(self) -> None:
         """Nothing to stop: we did not start it."""
 
+    def gone(self) -> list[str]:
+        return []  # not ours to watch: its going away shows as failed requests
+
     def _healthy(self, url: str) -> bool:
         try:
             r = requests.get(url, timeout=5)

@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ci_perf import net
 from ci_perf.errors import ConfigError, ServiceError
 from ci_perf.net import free_port
 from ci_perf.services import dbsetup, procs
@@ -28,6 +29,7 @@ from ci_perf.services.placeholders import Address
 from ci_perf.services.services_spec import ServiceSpec
 
 PG_TOOLS = ("initdb", "postgres", "pg_isready", "psql")
+PG_PACKAGE, REDIS_PACKAGE = "postgresql", "redis-server"  # Debian/Ubuntu packages: any PostgreSQL major
 DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")  # one bin folder per installed major
 # A throwaway database for load tests: durability buys nothing, speed and stable latency do.
 PG_SETTINGS = {
@@ -63,6 +65,7 @@ class LocalStack:
         self.state = procs.RunState(config.run_id)
         self.processes: list[procs.Proc] = []
         self.temp_dirs: list[Path] = []
+        self._watched: list[procs.Proc] = []
         self._down = False
 
     def up(self) -> StackInfo:
@@ -77,7 +80,7 @@ class LocalStack:
         for what, port in [("api_port", cfg.api_port)] + [(f"stack.services.{s.name}.port", s.port)
                                                           for s in cfg.services]:  # fmt: skip
             if port:
-                procs.ensure_port_free(port, what)
+                net.ensure_port_free(port, what, "choose another port (left out, ci-perf picks a free one)")
         api = Address(LOOPBACK, cfg.api_port or free_port())
         services = {s.name: Address(LOOPBACK, s.port or free_port()) for s in cfg.services}
         try:
@@ -95,6 +98,8 @@ class LocalStack:
             self.down()
             raise
         names = {*SERVICES, *services}
+        # What must stay up for the load (a service whose shell daemonized and left is not watched).
+        self._watched = [p for p in self.processes if p.name in names and p.alive()]
         return StackInfo(
             base_url=base_url,
             database_url=values["database_url"],
@@ -113,6 +118,10 @@ class LocalStack:
         for path in self.temp_dirs:
             shutil.rmtree(path, ignore_errors=True)
         self.state.forget()
+
+    def gone(self) -> list[str]:
+        return [f"process {p.name} (pid {p.popen.pid}) {_ended(p.popen.returncode)}"
+                for p in self._watched if not p.alive()]  # fmt: skip
 
     def pids(self) -> list[int]:
         return [p.popen.pid for p in self.processes]
@@ -136,7 +145,8 @@ class LocalStack:
         # SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for every client to leave.
         proc = self._spawn("postgres", argv, log, env, user=user, stop_signal=signal.SIGINT)
         ready = [str(pg_bin / "pg_isready"), "-q", "-h", str(tmp), "-p", str(port)]
-        self._wait("postgres", proc, lambda: procs.run_logged("pg_isready", ready, tmp / "ready.log", env, 5)[0] == 0)
+        ready_log = tmp / "ready.log"
+        self._wait("postgres", proc, lambda: procs.run_logged("pg_isready", ready, ready_log, env, 5)[0] == 0, port)
         psql = [str(pg_bin / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(tmp), "-p", str(port),
                 "-U", "postgres", "-d", "postgres", "-f", str(self._setup_script(tmp, user))]  # fmt: skip
         code, out = procs.run_logged("psql", psql, log, env, 60, user=user)
@@ -157,12 +167,12 @@ class LocalStack:
     def _start_redis(self) -> int:
         redis_server = shutil.which("redis-server")
         if not redis_server:
-            raise ConfigError(f"redis-server not found on PATH; install it: {apt_install('redis-server')}")
+            raise ConfigError(f"redis-server not found on PATH; install it: {apt_install(REDIS_PACKAGE)}")
         tmp, port = self._temp_dir("redis", None), free_port()
         argv = [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--dir", str(tmp), "--logfile", ""]  # fmt: skip
         proc = self._spawn("redis", argv, self.config.log_dir / "redis.log", base_env())
-        self._wait("redis", proc, lambda: _redis_ping(port))
+        self._wait("redis", proc, lambda: _redis_ping(port), port)
         return port
 
     def _start_services(self, values: dict[str, str], addresses: dict[str, Address]) -> None:
@@ -171,7 +181,7 @@ class LocalStack:
         for spec, proc in started:
             port = addresses[spec.name].port
             what = f"service {spec.name} (127.0.0.1:{port}, health {spec.health})"
-            self._wait(what, proc, functools.partial(_healthy, port, spec.health))
+            self._wait(what, proc, functools.partial(_healthy, port, spec.health), port)
 
     def _spawn_service(self, spec: ServiceSpec, values: dict[str, str], address: Address) -> procs.Proc:
         own = ph.for_process(values, address.host, address.port)
@@ -199,7 +209,7 @@ class LocalStack:
             argv = [sys.executable, "-m", "ci_perf.demo", "--host", LOOPBACK, "--port", str(port)]
         proc = self._spawn("api", argv, cfg.log_dir / "api.log", env)
         base_url = f"http://127.0.0.1:{port}"
-        self._wait(f"api ({base_url}{cfg.health_path})", proc, lambda: _http_ok(port, cfg.health_path))
+        self._wait(f"api ({base_url}{cfg.health_path})", proc, lambda: _http_ok(port, cfg.health_path), port)
         return base_url
 
     def _run_step(self, name: str, command: str, env: dict[str, str], values: dict[str, str]) -> None:
@@ -227,8 +237,20 @@ class LocalStack:
         self.state.add_process(proc)
         return proc
 
-    def _wait(self, what: str, proc: procs.Proc, check: procs.Check) -> None:
+    def _wait(self, what: str, proc: procs.Proc, check: procs.Check, port: int) -> None:
+        """Until `check` passes; then the socket on `port` must be our process's: with the port taken, the
+        check would pass against whatever holds it (and the load would test that)."""
         wait_until(what, check, self.config.health_timeout_s, interval_s=0.2, logs=proc.log_text, alive=proc.alive)
+        inodes = net.listening_inodes(port)
+        ours = [net.socket_inodes(pid) for pid in procs.group_members(proc.popen.pid)]
+        if not inodes or all(held is None for held in ours) or any(held & inodes for held in ours if held):
+            return  # ours, or not visible from here
+        held = net.holders(inodes)
+        raise ServiceError(
+            f"{what}: something else answers on 127.0.0.1:{port}{f' ({held})' if held else ''}, not the process "
+            f"ci-perf started; stop it, or choose another port\n--- last log lines of {proc.name} ---\n"
+            f"{_tail(proc.log)}"
+        )
 
 
 def find_pg_bindir() -> Path | None:
@@ -255,12 +277,18 @@ def pg_bindir() -> Path:
     if found is None:
         raise ConfigError(
             "PostgreSQL server not found (pg_config --bindir, /usr/lib/postgresql/*/bin, PATH); "
-            f"install it: {apt_install('postgresql')}, or set CI_PERF_PG_BIN to its bin folder"
+            f"install it: {apt_install(PG_PACKAGE)}, or set CI_PERF_PG_BIN to its bin folder"
         )
     missing = [tool for tool in PG_TOOLS if not (found / tool).exists()]
     if missing:
         raise ConfigError(f"CI_PERF_PG_BIN={found} has no {', '.join(missing)}; point it at PostgreSQL's bin folder")
     return found
+
+
+def missing_packages() -> list[str]:
+    """The packages this backend needs that the machine lacks (the same checks `up` fails on)."""
+    missing = [] if find_pg_bindir() else [PG_PACKAGE]
+    return missing if shutil.which("redis-server") else [*missing, REDIS_PACKAGE]
 
 
 def apt_install(package: str) -> str:
@@ -272,22 +300,24 @@ def _major(name: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", name)) or (0,)
 
 
-def cleanup_local(run_id: str | None) -> list[str]:
-    """Remove what a killed run left behind (one run, or every run when run_id is None)."""
+def cleanup_local(run_id: str | None, force: bool = False) -> procs.Cleanup:
+    """Remove what a killed run left behind (one run, or every run when run_id is None); a run whose
+    ci-perf is still alive is left alone unless `force`."""
     folder = procs.state_dir()
     if not folder.is_dir():
-        return []
-    # <run_id>.json: the local backend's processes; <run_id>.<part>.json: other parts of the run (tokens).
+        return procs.Cleanup()
+    # <run_id>.json: the local backend's processes; <run_id>.<part>.json: other parts of the run (tokens,
+    # the load tool's processes).
     files = (
         [folder / f"{run_id}.json", *sorted(folder.glob(f"{run_id}.*.json"))]
         if run_id
         else procs.own_state_files(folder)
     )
-    removed: list[str] = []
-    for path in files:
-        if path.exists():
-            removed += procs.cleanup_state_file(path)
-    return removed
+    return procs.cleanup_runs([path for path in files if path.exists()], force)
+
+
+def _ended(code: int | None) -> str:
+    return f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
 
 
 def _redis_ping(port: int) -> bool:

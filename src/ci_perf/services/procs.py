@@ -9,12 +9,13 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 from ci_perf.errors import ConfigError
 
@@ -47,17 +48,6 @@ def _owner(path: Path) -> int | None:
         return None
 
 
-def ensure_port_free(port: int, what: str) -> None:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is not "in use"
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            raise ConfigError(
-                f"{what} port {port} is already in use on 127.0.0.1; free it, or use port 0 to pick a free one"
-            ) from None
-
-
 def service_user() -> str | None:
     """The user PostgreSQL runs as: `postgres` when we are root (it refuses root), else ourselves."""
     if os.geteuid() != 0:
@@ -77,11 +67,86 @@ def chown_to(path: Path, user: str | None) -> None:
 
 def start_time(pid: int) -> str:
     """The kernel's start time of a process (Linux), so a reused pid is never mistaken for ours."""
+    fields = _stat(pid)
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat from its state on (the name in parentheses may hold spaces); empty when gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return []
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of a process group (ours: each spawn is its own session and group)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if len(fields) > 2 and fields[0] != "Z" and fields[2] == str(pgid):
+                found.append(int(entry.name))
+    return found
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of a process (Locust's forked workers)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+    found: list[int] = []
+    for task in tasks:
+        with contextlib.suppress(OSError, ValueError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+@cache
+def _namespace() -> str:
+    """Where a pid means something: this boot and this pid namespace."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
     except OSError:
         return ""
-    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def owner() -> dict[str, str | int]:
+    """This process as the owner of a run: pid, start time and namespace, checked by `live_owner`."""
+    pid = os.getpid()
+    return {"pid": pid, "started": start_time(pid), "ns": _namespace()}
+
+
+def live_owner(record: object) -> str:
+    """Why `ci-perf down` must leave a run alone: its ci-perf is still running, or it runs where we cannot
+    check (another pid namespace or boot). Empty when the owner is gone or was never recorded."""
+    if not isinstance(record, dict) or not record.get("pid"):
+        return ""
+    pid = str(record["pid"])
+    if record.get("ns") != _namespace():
+        return f"its ci-perf (pid {pid}) runs in another pid namespace, where it cannot be checked from here"
+    if pid.isdigit() and start_time(int(pid)) and start_time(int(pid)) == record.get("started"):
+        return f"its ci-perf (pid {pid}) is still running"
+    return ""
+
+
+def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> None:
+    """In a child: `sig` when its parent dies, even by SIGKILL (Linux PR_SET_PDEATHSIG), so that a load
+    tool is never orphaned; and exit now if the parent already died before this ran."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, sig)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def pdeathsig(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """The `preexec_fn` giving a child `die_with_parent` with us as the parent (None off Linux)."""
+    parent = os.getpid()
+    return (lambda: die_with_parent(parent, sig)) if os.path.exists("/proc/self/stat") else None
 
 
 @dataclass
@@ -171,7 +236,10 @@ class RunState:
         return state_dir() / f"{self.run_id}.json"
 
     def add_process(self, proc: Proc) -> None:
-        self.processes.append({"name": proc.name, "pid": proc.popen.pid, "started": proc.started})
+        self.add_pid(proc.name, proc.popen.pid, proc.started)
+
+    def add_pid(self, name: str, pid: int, started: str = "") -> None:
+        self.processes.append({"name": name, "pid": pid, "started": started or start_time(pid)})
         self.save()
 
     def add_dir(self, path: Path) -> None:
@@ -181,7 +249,8 @@ class RunState:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"run_id": self.run_id, "backend": "local", "processes": self.processes,
+        # The owner (this ci-perf) lets `down --all` tell a live run of another job from a killed one.
+        tmp.write_text(json.dumps({"run_id": self.run_id, "owner": owner(), "processes": self.processes,
                                    "temp_dirs": self.temp_dirs, "created": time.time()}))  # fmt: skip
         tmp.replace(self.path)
 
@@ -190,12 +259,29 @@ class RunState:
             self.path.unlink()
 
 
-def cleanup_state_file(path: Path) -> list[str]:
-    """Kill the process groups and remove the temp dirs a state file lists; then the file itself."""
+def read_state(path: Path) -> dict[str, object]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
-        data = {}
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@contextlib.contextmanager
+def run_part(run_id: str, part: str) -> Iterator[RunState | None]:
+    """A part of a run's state (<run_id>.<part>.json: a load tool's processes) for the block, so that
+    `ci-perf down` finds them after a SIGKILL; removed when the block ends. None without a run id."""
+    state = RunState(f"{run_id}.{part}") if run_id else None
+    try:
+        yield state
+    finally:
+        if state is not None:
+            state.forget()
+
+
+def cleanup_state_file(path: Path) -> list[str]:
+    """Kill the process groups and remove the temp dirs a state file lists; then the file itself."""
+    data: dict[str, Any] = read_state(path)
     removed: list[str] = []
     for p in data.get("processes", []):
         pid = int(p.get("pid", 0))
@@ -211,3 +297,32 @@ def cleanup_state_file(path: Path) -> list[str]:
     with contextlib.suppress(OSError):
         path.unlink()
     return removed
+
+
+@dataclass
+class Cleanup:
+    """What `ci-perf down` removed, and the runs it left alone (run id -> why)."""
+
+    removed: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def add(self, other: Cleanup) -> None:
+        self.removed += other.removed
+        self.skipped.update(other.skipped)
+
+
+def cleanup_runs(files: list[Path], force: bool) -> Cleanup:
+    """Clean up after the runs these state files belong to, except runs whose ci-perf still lives
+    (unless `force`): another job's `down --all` must not pull a live run's stack from under it."""
+    runs: dict[str, list[Path]] = {}
+    for path in files:
+        runs.setdefault(path.name.split(".", 1)[0], []).append(path)
+    done = Cleanup()
+    for run_id, paths in runs.items():
+        reason = next((r for r in (live_owner(read_state(p).get("owner")) for p in paths) if r), "")
+        if reason and not force:
+            done.skipped[run_id] = reason
+            continue
+        for path in paths:
+            done.removed += cleanup_state_file(path)
+    return done
