@@ -340,6 +340,9 @@ class MetricDelta:
     delta_pct: float | None = None
     p_value: float | None = None
     note: str = ""
+    # Same-runner A/B (ci_perf.paired): the confidence interval of delta_pct; left out of JSON otherwise.
+    ci_low_pct: float | None = field(default=None, metadata={"omit_none": True})
+    ci_high_pct: float | None = field(default=None, metadata={"omit_none": True})
 
 
 @dataclass(frozen=True)
@@ -357,6 +360,20 @@ class Comparison:
         return tuple(d for d in self.deltas if d.change is Change.DEGRADED)
 
 
+Side = Literal["base", "head"]
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """Same-runner A/B (`--baseline ref:REF`, ci_perf.ab): every round of both sides as measured, in run
+    order `order` (base, head, head, base, ...). Rounds 2i and 2i+1 hold one side each, so pair i is
+    (base[i], head[i]); ci_perf.paired judges the pairs into the Outcome's Comparison."""
+
+    order: tuple[Side, ...]
+    base: tuple[RunResult, ...]
+    head: tuple[RunResult, ...]
+
+
 @dataclass(frozen=True)
 class Outcome:
     """Everything results.json holds: enough to re-render every report without rerunning."""
@@ -368,6 +385,8 @@ class Outcome:
     findings: tuple[Finding, ...] = ()  # ci_perf.analysis, computed once in the evaluate stage
     gating: Gating = field(default_factory=Gating)
     infra: Infra | None = None  # set when the run broke: the verdict is an error
+    # Same-runner A/B: both sides' rounds; `result` is then the head's rounds pooled (ci_perf.ab).
+    side_by_side: SideBySide | None = None
 
     @cached_property
     def verdict(self) -> Verdict:
@@ -389,6 +408,8 @@ class Outcome:
             out["system"] = self.system.to_dict()
         if self.infra is not None:
             out["infra"] = _encode(self.infra)
+        if self.side_by_side is not None:
+            out["side_by_side"] = _encode(self.side_by_side)
         return out
 
     @classmethod
@@ -396,6 +417,7 @@ class Outcome:
         try:
             _check_version(data)
             comparison, system, infra = data.get("comparison"), data.get("system"), data.get("infra")
+            ab = data.get("side_by_side")
             return cls(
                 result=_decode_result(data["result"]),
                 evaluation=Evaluation(tuple(_decode_check(c) for c in data["evaluation"]["checks"])),
@@ -404,6 +426,7 @@ class Outcome:
                 findings=tuple(Finding(**{**f, "status": Status(f["status"])}) for f in data.get("findings", ())),
                 gating=Gating(**data["gating"]) if data.get("gating") else Gating(),
                 infra=Infra(**infra) if infra else None,
+                side_by_side=_decode_side_by_side(ab) if ab else None,
             )
         except ResultError:
             raise
@@ -524,3 +547,14 @@ def _decode_comparison(d: Mapping[str, Any]) -> Comparison:
         deltas=tuple(MetricDelta(**{**x, "change": Change(x["change"])}) for x in d["deltas"]),
         warning=d.get("warning", ""),
     )
+
+
+def _decode_side_by_side(d: Mapping[str, Any]) -> SideBySide:
+    order = tuple(d["order"])
+    if any(side not in ("base", "head") for side in order):
+        raise ValueError(f"side_by_side.order holds {order!r}, expected base and head")
+    base = tuple(_decode_result(r) for r in d["base"])
+    head = tuple(_decode_result(r) for r in d["head"])
+    if (order.count("base"), order.count("head")) != (len(base), len(head)):
+        raise ValueError("side_by_side.order does not match its base and head rounds")
+    return SideBySide(order, base, head)
