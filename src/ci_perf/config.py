@@ -62,7 +62,8 @@ class Settings:
     services: dict[str, ServiceSpec] = field(default_factory=dict)  # stack.services
     jwt: JwtConfig | None = None  # auth.jwt: ci-perf mints the tokens
     csrf: bool | None = None  # auth.csrf: generate a CSRF token (None: as the preset says)
-    baseline: str = ""  # file:PATH | github-artifact | gitlab-artifact | comment
+    baseline: str = ""  # file:PATH | github-artifact | gitlab-artifact | comment | ref:REF | same-job | image:REF
+    rounds: int = 10  # same-runner A/B (ref:, same-job, image:): rounds in all, even, at least 6
     fail_on_regression: bool = False
     min_effect: float = 0.10
     publish: str = "auto"  # auto | github | gitlab | files | none
@@ -204,7 +205,7 @@ def _coerce(name: str, value: Any) -> Any:
         return check_name(str(value).strip().lower())
     if name in ("fail_on_regression", "comment", "master", "histogram", "csrf"):
         return _flag(name, value)
-    if name in ("users", "processes", "workers", "expect_workers", "master_port"):
+    if name in ("users", "processes", "workers", "expect_workers", "master_port", "rounds"):
         return _number(int, name, value)
     if name in ("spawn_rate", "window_s"):
         return _number(float, name, value)

@@ -1,0 +1,187 @@
+"""Same-runner A/B (`ci-perf run --baseline ref:REF`, ci_perf.ab): the checks, the base's worktree, the
+pooling of rounds, and the whole flow on a git repository whose second commit adds 8 ms per request."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import synth
+from ci_perf import ab
+from ci_perf.config import Settings
+from ci_perf.errors import ConfigError
+
+APP = '''\
+"""A tiny API: /health/ and /work, which sleeps the milliseconds committed in latency_ms."""
+import http.server, json, sys, time
+from pathlib import Path
+
+DELAY = float(Path("latency_ms").read_text()) / 1000
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path.startswith("/work"):
+            time.sleep(DELAY)
+        body = json.dumps({"ok": True}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+'''
+
+LOCUSTFILE = """\
+from locust import FastHttpUser, constant, task
+
+
+class Worker(FastHttpUser):
+    wait_time = constant(0.01)
+
+    @task
+    def work(self):
+        self.client.get("/work")
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def make_repo(root: Path) -> Path:
+    """Commit 1: 2 ms per request; commit 2: 10 ms (8 ms more)."""
+    repo = root / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "config", "user.email", "ci@example.invalid")
+    git(repo, "config", "user.name", "ci")
+    (repo / "app.py").write_text(APP)
+    (repo / "latency_ms").write_text("2\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "fast")
+    (repo / "latency_ms").write_text("10\n")
+    git(repo, "commit", "-qam", "8 ms slower")
+    return repo
+
+
+# --- checks and pieces ----------------------------------------------------------------------------
+
+
+def test_round_order_interleaves_so_every_pair_holds_both_sides() -> None:
+    order = ab.round_order(8)
+    assert order == ("base", "head", "head", "base", "base", "head", "head", "base")
+    assert all({order[i], order[i + 1]} == {"base", "head"} for i in range(0, 8, 2))
+
+
+def test_specs_resolve_or_say_what_is_wrong(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    first = git(repo, "rev-parse", "HEAD~1").strip()
+    assert ab.resolve("ref:HEAD~1", {}, repo).commit == first
+    git(repo, "branch", "main-base", "HEAD~1")
+    assert ab.resolve("same-job", {"GITHUB_BASE_REF": "main-base"}, repo).commit == first
+    assert ab.resolve("image:api:main", {}, None).image == "api:main"
+    with pytest.raises(ConfigError, match="fetch-depth: 0"):
+        ab.resolve("ref:no-such-branch", {}, repo)
+    with pytest.raises(ConfigError, match="GITHUB_BASE_REF"):
+        ab.resolve("same-job", {}, repo)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (Settings(host="http://127.0.0.1:1", baseline="ref:main"), "not an external --host"),
+        (Settings(baseline="ref:main", rounds=5, api_command="x"), "even number, at least 6"),
+        (Settings(baseline="ref:main"), "set --api-command"),
+        (Settings(baseline="ref:main", backend="docker"), "set --api-build-context"),
+        (Settings(baseline="image:x", api_command="x"), "needs --backend docker"),
+    ],
+)
+def test_what_cannot_run_side_by_side_is_one_line(settings: Settings, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ab.check(
+            settings,
+            ab.resolve(settings.baseline, {}, None) if "image" in settings.baseline else ab.Base("x", commit="c"),
+        )
+
+
+def test_the_base_tree_is_removed_on_the_way_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI_PERF_STATE_DIR", str(tmp_path / "state"))
+    repo = make_repo(tmp_path)
+    base = ab.resolve("ref:HEAD~1", {}, repo)
+    with pytest.raises(RuntimeError), ab.base_tree(repo, base, "abtest") as tree:
+        assert tree is not None and (tree / "latency_ms").read_text() == "2\n"
+        assert (tmp_path / "state" / "abtest.base.json").is_file()  # `ci-perf down` finds it after a SIGKILL
+        raise RuntimeError("a round broke")
+    assert not tree.exists() and not tree.parent.exists()
+    assert str(tree) not in git(repo, "worktree", "list")
+    assert not (tmp_path / "state" / "abtest.base.json").exists()
+
+
+def test_pool_keeps_counts_means_rps_per_round_and_puts_windows_one_after_another() -> None:
+    rounds = [synth.run(i, with_histogram=True) for i in range(3)]
+    pooled = ab.pool(rounds)
+    assert pooled.total.requests == sum(r.total.requests for r in rounds)
+    assert pooled.total.rps == pytest.approx(sum(r.total.rps for r in rounds) / 3, abs=0.01)
+    assert len(pooled.total.windows) == sum(len(r.total.windows) for r in rounds)
+    starts = [w.start_s for w in pooled.total.windows]
+    assert starts == sorted(starts) and starts[-1] >= 2 * rounds[0].meta.duration_s
+    assert pooled.meta.users == rounds[0].meta.users and pooled.meta.labels["rounds"] == "3"
+
+
+# --- the whole flow -------------------------------------------------------------------------------
+
+
+def _ci_perf(repo: Path, report: Path, baseline: str, locustfile: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        sys.executable, "-m", "ci_perf", "run", "--preset", "none", "--scenario", "smoke_test",
+        "--script", str(locustfile), "--users", "4", "--spawn-rate", "4", "--duration", "3s", "--rounds", "6",
+        "--api-command", f"exec {sys.executable} app.py {{port}}", "--health-path", "/health/",
+        "--baseline", baseline, "--fail-on-regression", "--min-effect", "50%", "--report-dir", str(report),
+        "--publish", "files",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "CI_", "GITLAB_"))}
+    env["CI_PERF_STATE_DIR"] = os.environ.get("CI_PERF_STATE_DIR", str(report.parent / "state"))
+    return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.integration
+def test_a_commit_that_adds_8_ms_fails_the_gate_and_the_same_commit_passes(tmp_path: Path) -> None:
+    """The min effect is 50% here: the slowdown is about +300%, and with 3 pairs of 3 s rounds on a shared
+    machine the test must not depend on how quiet the machine is (bench/verdict_trials.py measures the
+    default 10%)."""
+    repo = make_repo(tmp_path)
+    locustfile = tmp_path / "locustfile.py"
+    locustfile.write_text(LOCUSTFILE)
+    slowed = _ci_perf(repo, tmp_path / "slowed", "ref:HEAD~1", locustfile)
+    assert slowed.returncode == 1, slowed.stdout + slowed.stderr
+    assert "fail: p50 of GET /work" in slowed.stdout, slowed.stdout  # named, with its interval
+    results = json.loads((tmp_path / "slowed" / "results.json").read_text())
+    assert results["side_by_side"]["order"] == ["base", "head", "head", "base", "base", "head"]
+    degraded = {(d["endpoint"], d["metric"]) for d in results["comparison"]["deltas"] if d["change"] == "degraded"}
+    assert ("GET /work", "p50") in degraded  # p95/p99 of 3 s rounds on a busy machine may stay inconclusive
+    assert "measured side by side on this runner, 6 rounds" in results["comparison"]["source"]
+    assert "side by side on this runner, 6 rounds" in (tmp_path / "slowed" / "comment.md").read_text()
+    assert git(repo, "worktree", "list").count("\n") == 1  # the base's tree is gone
+
+    same = _ci_perf(repo, tmp_path / "same", "ref:HEAD", locustfile)
+    assert same.returncode == 0, same.stdout + same.stderr
+    results = json.loads((tmp_path / "same" / "results.json").read_text())
+    assert not [d for d in results["comparison"]["deltas"] if d["change"] == "degraded"]
+
+    # `ci-perf report` re-renders the A/B result byte for byte
+    again = tmp_path / "again"
+    subprocess.run([sys.executable, "-m", "ci_perf", "report", str(tmp_path / "slowed" / "results.json"), "-o",
+                    str(again)], check=True, capture_output=True)  # fmt: skip
+    for name in ("report.md", "comment.md", "report.html", "junit.xml"):
+        assert (again / name).read_text() == (tmp_path / "slowed" / name).read_text(), name
