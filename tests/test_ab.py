@@ -3,11 +3,13 @@ pooling of rounds, and the whole flow on a git repository whose second commit ad
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -16,63 +18,26 @@ from ci_perf import ab
 from ci_perf.config import Settings
 from ci_perf.errors import ConfigError
 
-APP = '''\
-"""A tiny API: /health/ and /work, which sleeps the milliseconds committed in latency_ms."""
-import http.server, json, sys, time
-from pathlib import Path
-
-DELAY = float(Path("latency_ms").read_text()) / 1000
+BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path.startswith("/work"):
-            time.sleep(DELAY)
-        body = json.dumps({"ok": True}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+def _target() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("ab_target", BENCH / "ab_target.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ab_target"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-'''
-
-LOCUSTFILE = """\
-from locust import FastHttpUser, constant, task
-
-
-class Worker(FastHttpUser):
-    wait_time = constant(0.01)
-
-    @task
-    def work(self):
-        self.client.get("/work")
-"""
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+target = _target()
+git = target.git
 
 
 def make_repo(root: Path) -> Path:
     """Commit 1: 2 ms per request; commit 2: 10 ms (8 ms more)."""
-    repo = root / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    git(repo, "config", "user.email", "ci@example.invalid")
-    git(repo, "config", "user.name", "ci")
-    (repo / "app.py").write_text(APP)
-    (repo / "latency_ms").write_text("2\n")
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", "fast")
-    (repo / "latency_ms").write_text("10\n")
-    git(repo, "commit", "-qam", "8 ms slower")
-    return repo
+    target.make_repo(root / "repo", [("fast", 2), ("8 ms slower", 10)])
+    return root / "repo"
 
 
 # --- checks and pieces ----------------------------------------------------------------------------
@@ -120,7 +85,7 @@ def test_the_base_tree_is_removed_on_the_way_out(tmp_path: Path, monkeypatch: py
     repo = make_repo(tmp_path)
     base = ab.resolve("ref:HEAD~1", {}, repo)
     with pytest.raises(RuntimeError), ab.base_tree(repo, base, "abtest") as tree:
-        assert tree is not None and (tree / "latency_ms").read_text() == "2\n"
+        assert tree is not None and (tree / "latency_ms").read_text() == "2\n"  # the first commit
         assert (tmp_path / "state" / "abtest.base.json").is_file()  # `ci-perf down` finds it after a SIGKILL
         raise RuntimeError("a round broke")
     assert not tree.exists() and not tree.parent.exists()
@@ -146,7 +111,7 @@ def _ci_perf(repo: Path, report: Path, baseline: str, locustfile: Path) -> subpr
     cmd = [
         sys.executable, "-m", "ci_perf", "run", "--preset", "none", "--scenario", "smoke_test",
         "--script", str(locustfile), "--users", "4", "--spawn-rate", "4", "--duration", "3s", "--rounds", "6",
-        "--api-command", f"exec {sys.executable} app.py {{port}}", "--health-path", "/health/",
+        "--api-command", target.API_COMMAND, "--health-path", "/health/",
         "--baseline", baseline, "--fail-on-regression", "--min-effect", "50%", "--report-dir", str(report),
         "--publish", "files",
     ]  # fmt: skip
@@ -161,8 +126,7 @@ def test_a_commit_that_adds_8_ms_fails_the_gate_and_the_same_commit_passes(tmp_p
     machine the test must not depend on how quiet the machine is (bench/verdict_trials.py measures the
     default 10%)."""
     repo = make_repo(tmp_path)
-    locustfile = tmp_path / "locustfile.py"
-    locustfile.write_text(LOCUSTFILE)
+    locustfile = target.write_locustfile(tmp_path / "locustfile.py")
     slowed = _ci_perf(repo, tmp_path / "slowed", "ref:HEAD~1", locustfile)
     assert slowed.returncode == 1, slowed.stdout + slowed.stderr
     assert "fail: p50 of GET /work" in slowed.stdout, slowed.stdout  # named, with its interval
