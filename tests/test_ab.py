@@ -56,6 +56,11 @@ def test_specs_resolve_or_say_what_is_wrong(tmp_path: Path) -> None:
     git(repo, "branch", "main-base", "HEAD~1")
     assert ab.resolve("same-job", {"GITHUB_BASE_REF": "main-base"}, repo).commit == first
     assert ab.resolve("image:api:main", {}, None).image == "api:main"
+    clone = tmp_path / "clone"  # a single-branch clone: same-job fetches the base branch from origin
+    subprocess.run(["git", "clone", "-q", "--single-branch", "--branch", "main-base", str(repo), str(clone)],
+                   check=True)  # fmt: skip
+    git(repo, "branch", "feature", "HEAD")
+    assert ab.resolve("same-job", {"CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "feature"}, clone).ref == "origin/feature"
     with pytest.raises(ConfigError, match="fetch-depth: 0"):
         ab.resolve("ref:no-such-branch", {}, repo)
     with pytest.raises(ConfigError, match="GITHUB_BASE_REF"):

@@ -93,16 +93,29 @@ def resolve(spec: str, env: Mapping[str, str], repo: Path | None) -> Base:
     else:
         candidates = [arg]
     assert repo is not None
-    for ref in candidates:
-        try:
-            commit = git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-        except ConfigError:
-            continue
+    found = _first_commit(repo, candidates)
+    if found is None and kind == "same-job":  # a shallow or single-branch clone: fetch the base branch
+        branch = candidates[-1]
+        fetched = subprocess.run(["git", "-C", str(repo), "fetch", "--quiet", "origin",
+                                  f"+refs/heads/{branch}:refs/remotes/origin/{branch}"],
+                                 capture_output=True, timeout=300, check=False)  # fmt: skip
+        found = _first_commit(repo, candidates) if fetched.returncode == 0 else None
+    if found is not None:
+        ref, commit = found
         return Base(label=f"ref:{ref} ({commit[:12]})", ref=ref, commit=commit)
     raise ConfigError(
         f"{candidates[-1]!r} is not a commit in {repo}; fetch it first (actions/checkout with fetch-depth: 0, "
         "GitLab GIT_DEPTH: 0)"
     )
+
+
+def _first_commit(repo: Path, refs: Sequence[str]) -> tuple[str, str] | None:
+    for ref in refs:
+        try:
+            return ref, git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        except ConfigError:
+            continue
+    return None
 
 
 def check(settings: Settings, base: Base) -> None:
