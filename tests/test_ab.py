@@ -6,8 +6,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -154,3 +156,36 @@ def test_a_commit_that_adds_8_ms_fails_the_gate_and_the_same_commit_passes(tmp_p
                     str(again)], check=True, capture_output=True)  # fmt: skip
     for name in ("report.md", "comment.md", "report.html", "junit.xml"):
         assert (again / name).read_text() == (tmp_path / "slowed" / name).read_text(), name
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_in_a_head_round_removes_the_base_tree_and_the_stack(tmp_path: Path, sig: signal.Signals) -> None:
+    repo = make_repo(tmp_path)
+    locustfile = target.write_locustfile(tmp_path / "locustfile.py")
+    state = tmp_path / "state"
+    cmd = [sys.executable, "-m", "ci_perf", "run", "--preset", "none", "--script", str(locustfile), "--users", "2",
+           "--duration", "30s", "--rounds", "6", "--api-command", target.API_COMMAND, "--baseline", "ref:HEAD~1",
+           "--report-dir", str(tmp_path / "out"), "--publish", "files"]  # fmt: skip
+    env = {**os.environ, "CI_PERF_STATE_DIR": str(state)}
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # the second round is the head's: by then the base round has come and gone
+        seen.append(line)
+        if line.startswith("ci-perf: round 2/6: head"):
+            break
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("ci-perf: smoke_test with"):
+            break
+    assert seen and "round 2/6" in "".join(seen), "".join(seen)
+    run_id = seen[0].split("run id ")[1].split(")")[0]
+    time.sleep(2)
+    assert (state / f"{run_id}.base.json").is_file() and (state / f"{run_id}.json").is_file()
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 130, "".join(seen) + out
+    assert sorted(p.name for p in state.iterdir()) == []  # the stack's, the tokens' and the tree's state: gone
+    assert git(repo, "worktree", "list").count("\n") == 0  # only the main tree (no trailing newline kept)
+    assert not list(Path("/tmp").glob(f"ci-perf-{run_id}-*"))
