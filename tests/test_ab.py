@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -19,6 +20,7 @@ import synth
 from ci_perf import ab
 from ci_perf.config import Settings
 from ci_perf.errors import ConfigError
+from ci_perf.services.base import StackConfig
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
@@ -189,3 +191,22 @@ def test_a_signal_in_a_head_round_removes_the_base_tree_and_the_stack(tmp_path: 
     assert sorted(p.name for p in state.iterdir()) == []  # the stack's, the tokens' and the tree's state: gone
     assert git(repo, "worktree", "list").count("\n") == 0  # only the main tree (no trailing newline kept)
     assert not list(Path("/tmp").glob(f"ci-perf-{run_id}-*"))
+
+
+def test_the_base_runs_from_its_tree_or_its_image(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    (repo / "svc").mkdir()
+    tree = tmp_path / "tree"
+    config = StackConfig(backend="local", log_dir=tmp_path, api_command="x", api_build_context="")
+    local = Settings(api_command="x", baseline="ref:HEAD~1")
+    location = ab.base_location(local, repo, repo / "svc")
+    assert ab.side_config(config, ab.Base("b", commit="c"), tree, location).api_dir == str(tree / "svc")
+    docker = Settings(backend="docker", api_build_context="../svc", baseline="ref:HEAD~1")
+    location = ab.base_location(docker, repo, repo / "svc")
+    built = ab.side_config(replace(config, backend="docker"), ab.Base("b", commit="c"), tree, location)
+    assert built.api_build_context == str(tree / "svc") and built.api_dir == ""
+    image = ab.side_config(replace(config, backend="docker", api_image="api:pr"), ab.Base("b", image="api:main"), None,
+                           Path())  # fmt: skip
+    assert image.api_image == "api:main"
+    with pytest.raises(ConfigError, match="outside the repository"):
+        ab.base_location(replace(docker, api_build_context=str(tmp_path)), repo, repo)
