@@ -210,3 +210,24 @@ def test_the_base_runs_from_its_tree_or_its_image(tmp_path: Path) -> None:
     assert image.api_image == "api:main"
     with pytest.raises(ConfigError, match="outside the repository"):
         ab.base_location(replace(docker, api_build_context=str(tmp_path)), repo, repo)
+
+
+@pytest.mark.integration
+def test_a_base_that_does_not_start_is_a_broken_run_with_reports_and_no_tree_left(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    (repo / "only_in_head").write_text("")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "a file the api command needs")
+    locustfile = target.write_locustfile(tmp_path / "locustfile.py")
+    cmd = [sys.executable, "-m", "ci_perf", "run", "--preset", "none", "--script", str(locustfile), "--rounds", "6",
+           "--api-command", f"test -f only_in_head && {target.API_COMMAND}", "--baseline", "ref:HEAD~1",
+           "--health-timeout", "20s", "--report-dir", str(tmp_path / "out"), "--publish", "files"]  # fmt: skip
+    env = {**os.environ, "CI_PERF_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "api (http://127.0.0.1:" in done.stderr and "exited before becoming healthy" in done.stderr
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["infra"]["stage"] == "stack" and results["verdict"]["status"] == "error"
+    assert (tmp_path / "out" / "rounds" / "01-base" / "logs" / "api.log").is_file()
+    assert git(repo, "worktree", "list").count("\n") == 0
+    assert not list((tmp_path / "state").iterdir())

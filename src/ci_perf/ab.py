@@ -61,7 +61,8 @@ def git(repo: Path, *args: str) -> str:
     except FileNotFoundError:
         raise ConfigError("--baseline ref: needs git on PATH") from None
     if done.returncode != 0:
-        raise ConfigError(f"git {' '.join(args)} failed: {done.stderr.strip().splitlines()[-1:] or '?'}")
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(f"git {' '.join(args)} failed: {last}")
     return done.stdout.strip()
 
 
@@ -251,13 +252,15 @@ def run(settings: Settings, env: Mapping[str, str]) -> int:
                     pipeline.running_stack(config) as info,
                     pipeline.minted_tokens(plan, scenario, run_id, auth) as round_auth,
                 ):
+                    secrets.update(round_auth.secrets())
                     result, _ = pipeline.run_load(each, scenario, info.base_url, round_auth)
-                secrets.update(round_auth.secrets())
                 pipeline.mask_raw_and_logs(folder, sorted(secrets))
                 meta = (replace(result.meta, commit=base.commit, ref=base.ref or base.image) if side == "base"
                         else replace(result.meta, commit=result.meta.commit or head_commit))  # fmt: skip
                 rounds[side].append(replace(result, meta=meta))
     except CiPerfError as exc:
+        for folder in sorted((settings.report_dir / "rounds").glob("*")):  # the broken round's too
+            pipeline.mask_raw_and_logs(folder, sorted(secrets))
         pipeline.report_broken(settings, scenario, sorted(secrets), env, exc)
         raise
     head = pool(rounds["head"])
