@@ -145,7 +145,7 @@ def test_a_commit_that_adds_8_ms_fails_the_gate_and_the_same_commit_passes(tmp_p
     assert ("GET /work", "p50") in degraded  # p95/p99 of 3 s rounds on a busy machine may stay inconclusive
     assert "measured side by side on this runner, 6 rounds" in results["comparison"]["source"]
     assert "side by side on this runner, 6 rounds" in (tmp_path / "slowed" / "comment.md").read_text()
-    assert git(repo, "worktree", "list").count("\n") == 1  # the base's tree is gone
+    assert len(git(repo, "worktree", "list").splitlines()) == 1  # the base's tree is gone
 
     same = _ci_perf(repo, tmp_path / "same", "ref:HEAD", locustfile)
     assert same.returncode == 0, same.stdout + same.stderr
@@ -189,7 +189,7 @@ def test_a_signal_in_a_head_round_removes_the_base_tree_and_the_stack(tmp_path: 
     out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 130, "".join(seen) + out
     assert sorted(p.name for p in state.iterdir()) == []  # the stack's, the tokens' and the tree's state: gone
-    assert git(repo, "worktree", "list").count("\n") == 0  # only the main tree (no trailing newline kept)
+    assert len(git(repo, "worktree", "list").splitlines()) == 1  # only the main tree
     assert not list(Path("/tmp").glob(f"ci-perf-{run_id}-*"))
 
 
@@ -229,5 +229,5 @@ def test_a_base_that_does_not_start_is_a_broken_run_with_reports_and_no_tree_lef
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["infra"]["stage"] == "stack" and results["verdict"]["status"] == "error"
     assert (tmp_path / "out" / "rounds" / "01-base" / "logs" / "api.log").is_file()
-    assert git(repo, "worktree", "list").count("\n") == 0
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
     assert not list((tmp_path / "state").iterdir())
