@@ -17,6 +17,7 @@ so `--rates-only DIR` re-scores saved trials with other --alpha / --min-effect w
 repository (bench/ab_ab_target.py: a base commit, a commit that changes nothing, a commit ~20% slower):
 
   saved baseline   one run of the base saved; --trials runs of each later commit compared with it
+                   (each as long as a side-by-side run's head rounds together, unless --duration)
   same runner      --trials `ci-perf run --baseline ref:BASE` of each later commit (--rounds rounds)
 
 The trials alternate between the methods, so drift of the machine reaches both; false alarms are
@@ -46,6 +47,7 @@ import requests
 
 from ci_perf.baseline import load_result_file
 from ci_perf.compare import compare
+from ci_perf.config import parse_duration
 from ci_perf.model import Change, RunResult
 from ci_perf.paired import compare_paired
 from ci_perf.pipeline import load_outcome
@@ -259,8 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--round-duration", default="4s", help="--same-runner: each round's duration")
     args = p.parse_args(argv)
     if args.same_runner:
-        if args.duration == "60s":
-            args.duration = "8s"  # a saved-baseline run: enough 1 s windows for its U test
+        if args.duration == "60s":  # a saved-baseline run as long as the head's rounds together: the same load time
+            args.duration = f"{args.rounds // 2 * parse_duration(args.round_duration)}s"
         if args.users == 5:
             args.users = 4
         saved, side = (same_runner_rates_from_dir(args.rates_only, args.min_effect, args.alpha) if args.rates_only
