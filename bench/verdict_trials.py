@@ -13,6 +13,18 @@ so `--rates-only DIR` re-scores saved trials with other --alpha / --min-effect w
   python bench/verdict_trials.py --trials 10 --duration 60s --out /tmp/verdict-trials
   python bench/verdict_trials.py --rates-only /tmp/verdict-trials --alpha 0.05
 
+--same-runner puts both methods side by side, in one run of this script, on one tiny API in a git
+repository (bench/ab_ab_target.py: a base commit, a commit that changes nothing, a commit ~20% slower):
+
+  saved baseline   one run of the base saved; --trials runs of each later commit compared with it
+                   (each as long as a side-by-side run's head rounds together, unless --duration)
+  same runner      --trials `ci-perf run --baseline ref:BASE` of each later commit (--rounds rounds)
+
+The trials alternate between the methods, so drift of the machine reaches both; false alarms are
+counted on the unchanged commit, detections on the slow one, each a `degraded` anywhere.
+
+  python bench/verdict_trials.py --same-runner --trials 10 --out /tmp/ab-trials
+
 Needs the `ci-perf run` CLI and the runner extras (locust or k6). The default 60 s duration gives
 about a dozen 5 s windows per run; with fewer than 5 steady windows every verdict is inconclusive.
 """
@@ -30,11 +42,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import ab_target  # bench/ is the script's folder, first on sys.path
 import requests
 
 from ci_perf.baseline import load_result_file
 from ci_perf.compare import compare
+from ci_perf.config import parse_duration
 from ci_perf.model import Change, RunResult
+from ci_perf.paired import compare_paired
+from ci_perf.pipeline import load_outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 STUB = ROOT / "tests" / "sark_stub.py"
@@ -159,6 +175,71 @@ def run_trials(args: argparse.Namespace) -> Rates:
     return rates_from_dir(out, args.min_effect, args.alpha)
 
 
+# --- same-runner A/B next to the saved baseline, on one tiny API (issue 15 item 5) --------------
+
+
+def side_by_side_flagged(results: Path, min_effect: float) -> bool:
+    """Any DEGRADED, recomputed from the rounds the run kept (not read from its own comparison)."""
+    ab = load_outcome(results).side_by_side
+    if ab is None:
+        raise SystemExit(f"{results} is not a same-runner result")
+    cmp_ = compare_paired(ab.base, ab.head, "ref:base", min_effect)
+    return any(d.change is Change.DEGRADED for d in cmp_.deltas)
+
+
+def same_runner_rates_from_dir(out: Path, min_effect: float = 0.10, alpha: float = 0.01) -> tuple[Rates, Rates]:
+    """(saved baseline, same runner) from out/saved-{baseline,aa-*,ab-*} and out/side-{aa,ab}-*."""
+    saved = load_result_file(out / "saved-baseline" / "results.json")
+
+    def runs(kind: str) -> list[Path]:
+        return sorted(out.glob(f"{kind}-*/results.json"))
+
+    def saved_flags(kind: str) -> int:
+        return sum(flagged(load_result_file(p), saved, min_effect, alpha) for p in runs(kind))
+
+    def side_flags(kind: str) -> int:
+        return sum(side_by_side_flagged(p, min_effect) for p in runs(kind))
+
+    return (
+        Rates(len(runs("saved-aa")), saved_flags("saved-aa"), len(runs("saved-ab")), saved_flags("saved-ab")),
+        Rates(len(runs("side-aa")), side_flags("side-aa"), len(runs("side-ab")), side_flags("side-ab")),
+    )
+
+
+def run_in_tree(args: argparse.Namespace, tree: Path, report_dir: Path, extra: Sequence[str]) -> None:
+    cmd = [args.ci_perf, "run", "--preset", "none", "--scenario", "smoke_test", "--script", str(args.locustfile),
+           "--users", str(args.users), "--spawn-rate", str(args.users), "--api-command",
+           ab_target.API_COMMAND,
+           "--health-path", "/health/", "--window", "1", "--report-dir", str(report_dir), "--publish", "files",
+           *extra]  # fmt: skip
+    code = subprocess.run(cmd, cwd=tree, check=False).returncode
+    if code not in (0, 1):
+        raise SystemExit(f"ci-perf run exited {code} in {tree}: {' '.join(cmd)}")
+
+
+def run_same_runner_trials(args: argparse.Namespace) -> tuple[Rates, Rates]:
+    out: Path = args.out
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    latency = args.base_latency_ms
+    base, same, slow = ab_target.make_repo(out / "repo", [
+        ("base", latency), ("unchanged (a comment)", latency), ("slower", latency * (1 + args.slowdown))])  # fmt: skip
+    trees = {}
+    for name, commit in (("base", base), ("same", same), ("slow", slow)):
+        trees[name] = out / f"tree-{name}"
+        ab_target.git(out / "repo", "worktree", "add", "--detach", "--quiet", str(trees[name]), commit)
+    args.locustfile = ab_target.write_locustfile(out / "locustfile.py")
+    saved = out / "saved-baseline"
+    run_in_tree(args, trees["base"], saved, ["--duration", args.duration])
+    for i in range(args.trials):  # the methods take turns: drift of the machine reaches both
+        for kind, tree in (("aa", trees["same"]), ("ab", trees["slow"])):
+            run_in_tree(args, tree, out / f"saved-{kind}-{i:02d}",
+                        ["--duration", args.duration, "--baseline", f"file:{saved / 'results.json'}"])  # fmt: skip
+            side = ["--duration", args.round_duration, "--rounds", str(args.rounds), "--baseline", f"ref:{base}"]
+            run_in_tree(args, tree, out / f"side-{kind}-{i:02d}", side)
+    return same_runner_rates_from_dir(out, args.min_effect, args.alpha)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trials", type=int, default=5)
@@ -174,7 +255,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--min-effect", type=float, default=0.10)
     p.add_argument("--alpha", type=float, default=0.01)
     p.add_argument("--ci-perf", default=shutil.which("ci-perf") or "ci-perf")
+    p.add_argument("--same-runner", action="store_true", help="both methods on a tiny API in a git repository")
+    p.add_argument("--slowdown", type=float, default=0.25, help="--same-runner: the slow commit's extra sleep")
+    p.add_argument("--rounds", type=int, default=6, help="--same-runner: rounds per side-by-side run")
+    p.add_argument("--round-duration", default="4s", help="--same-runner: each round's duration")
     args = p.parse_args(argv)
+    if args.same_runner:
+        if args.duration == "60s":  # a saved-baseline run as long as the head's rounds together: the same load time
+            args.duration = f"{args.rounds // 2 * parse_duration(args.round_duration)}s"
+        if args.users == 5:
+            args.users = 4
+        saved, side = (same_runner_rates_from_dir(args.rates_only, args.min_effect, args.alpha) if args.rates_only
+                       else run_same_runner_trials(args))  # fmt: skip
+        print(f"saved baseline: {saved.summary()}")
+        print(f"same runner:    {side.summary()}")
+        return 0
     rates = rates_from_dir(args.rates_only, args.min_effect, args.alpha) if args.rates_only else run_trials(args)
     print(rates.summary())
     return 0

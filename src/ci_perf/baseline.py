@@ -63,8 +63,11 @@ def fetch_baseline(
         return from_gitlab_artifact(env, job=arg, path=artifact_path, client=client)
     if kind == "comment":
         return from_previous_comment(env, scenario, tool, client=client)
+    if kind in ("ref", "image", "same-job"):
+        raise ConfigError(f"baseline {spec!r} measures the base side by side: only `ci-perf run` does that")
     raise ConfigError(
-        f"unknown baseline {spec!r}: use file:PATH, github-artifact[:NAME], gitlab-artifact[:JOB] or comment"
+        f"unknown baseline {spec!r}: use file:PATH, github-artifact[:NAME], gitlab-artifact[:JOB], comment, "
+        "or ref:REF, same-job, image:REF (ci-perf run)"
     )
 
 

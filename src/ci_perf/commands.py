@@ -31,6 +31,10 @@ def _fmt_duration(seconds: int) -> str:
 
 
 def run(settings: Settings) -> int:
+    from ci_perf import ab
+
+    if ab.wanted(settings.baseline) and not settings.shard:  # the base measured here, side by side
+        return ab.run(settings, os.environ)
     if not settings.shard:
         return pipeline.run(settings)
     # A shard carries 1/N of the load: its throughput fails every rate threshold, and its comment would

@@ -21,6 +21,7 @@ from ci_perf.config_schema import (
     MAX_DURATION_S,
     MAX_MIN_EFFECT,
     MAX_PROCESSES,
+    MAX_ROUNDS,
     MAX_SPAWN_RATE,
     MAX_USERS,
     MAX_WINDOW_S,
@@ -89,7 +90,8 @@ class Settings:
     services: dict[str, ServiceSpec] = field(default_factory=dict)  # stack.services
     jwt: JwtConfig | None = None  # auth.jwt: ci-perf mints the tokens
     csrf: bool | None = None  # auth.csrf: generate a CSRF token (None: as the preset says)
-    baseline: str = ""  # file:PATH | github-artifact | gitlab-artifact | comment
+    baseline: str = ""  # file:PATH | github-artifact | gitlab-artifact | comment | ref:REF | same-job | image:REF
+    rounds: int = 10  # same-runner A/B (ref:, same-job, image:): rounds in all, even, at least 6
     fail_on_regression: bool = False
     min_effect: float = 0.10
     publish: str = "auto"  # auto | github | gitlab | files | none
@@ -297,6 +299,7 @@ _LIMITS: dict[str, tuple[bool, float]] = {
     "workers": (True, MAX_PROCESSES),
     "expect_workers": (True, MAX_PROCESSES),
     "master_port": (True, 65535),
+    "rounds": (True, MAX_ROUNDS),
     "spawn_rate": (False, MAX_SPAWN_RATE),
     "window_s": (False, MAX_WINDOW_S),
 }

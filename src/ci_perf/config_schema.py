@@ -34,6 +34,7 @@ MAX_SPAWN_RATE = 100_000.0  # users per second
 MAX_PROCESSES = 1024  # --processes, --workers, --expect-workers
 MAX_WINDOW_S = 3600.0
 MAX_MIN_EFFECT = 10.0  # 1000%
+MAX_ROUNDS = 1000  # same-runner A/B rounds (ci_perf.ab checks even and at least 6)
 DURATION = r"^\s*(?=[0-9])([0-9]+[hH])?([0-9]+[mM])?([0-9]+[sS]?)?\s*$"
 FRACTION = r"^\s*([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*%?\s*$"
 SHARD = r"^\s*[0-9]+\s*/\s*[0-9]+\s*$"
@@ -392,6 +393,7 @@ SETTINGS: dict[str, Kind] = {
     "master": FLAG,
     "expect_workers": whole(1, MAX_PROCESSES),
     "master_port": whole(1, 65535, "a port number"),
+    "rounds": whole(1, MAX_ROUNDS),
     "shard": pattern(SHARD, "i/N, e.g. 1/4"),
     "histogram": FLAG,
     "window": positive(MAX_WINDOW_S, "seconds"),

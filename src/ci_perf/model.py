@@ -359,6 +359,9 @@ class MetricDelta:
     delta_pct: float | None = None
     p_value: float | None = None
     note: str = ""
+    # Same-runner A/B (ci_perf.paired): the confidence interval of delta_pct; left out of JSON otherwise.
+    ci_low_pct: float | None = field(default=None, metadata={"omit_none": True})
+    ci_high_pct: float | None = field(default=None, metadata={"omit_none": True})
 
 
 @dataclass(frozen=True)
@@ -376,6 +379,20 @@ class Comparison:
         return tuple(d for d in self.deltas if d.change is Change.DEGRADED)
 
 
+Side = Literal["base", "head"]
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """Same-runner A/B (`--baseline ref:REF`, ci_perf.ab): every round of both sides as measured, in run
+    order `order` (base, head, head, base, ...). Rounds 2i and 2i+1 hold one side each, so pair i is
+    (base[i], head[i]); ci_perf.paired judges the pairs into the Outcome's Comparison."""
+
+    order: tuple[Side, ...]
+    base: tuple[RunResult, ...]
+    head: tuple[RunResult, ...]
+
+
 @dataclass(frozen=True)
 class Outcome:
     """Everything results.json holds: enough to re-render every report without rerunning."""
@@ -387,6 +404,8 @@ class Outcome:
     findings: tuple[Finding, ...] = ()  # ci_perf.analysis, computed once in the evaluate stage
     gating: Gating = field(default_factory=Gating)
     infra: Infra | None = None  # set when the run broke: the verdict is an error
+    # Same-runner A/B: both sides' rounds; `result` is then the head's rounds pooled (ci_perf.ab).
+    side_by_side: SideBySide | None = None
 
     @cached_property
     def verdict(self) -> Verdict:
@@ -408,6 +427,8 @@ class Outcome:
             out["system"] = self.system.to_dict()
         if self.infra is not None:
             out["infra"] = _encode(self.infra)
+        if self.side_by_side is not None:
+            out["side_by_side"] = _encode(self.side_by_side)
         return out
 
     @classmethod

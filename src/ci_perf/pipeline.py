@@ -368,13 +368,7 @@ def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
         ):
             result, system = run_load(settings, scenario, info.base_url, auth, targets_for(info, env), config.run_id)
     except CiPerfError as exc:  # the run broke: still report why, then fail with the error's one line
-        mask_raw_and_logs(settings.report_dir, auth.secrets())
-        broken = broken_outcome(settings, scenario, exc)
-        written = write_outputs(broken, settings.report_dir, auth.secrets())
-        try:
-            publish(broken, settings, written, env)
-        except CiPerfError as late:  # the break is the story: a publishing problem must not replace it
-            eprint(f"ci-perf: warning: the broken run's reports were not published: {late}")
+        report_broken(settings, scenario, auth.secrets(), env, exc)
         raise
     mask_raw_and_logs(settings.report_dir, auth.secrets())
     outcome = evaluate(settings, scenario, result, system, baseline)
@@ -382,6 +376,18 @@ def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
     publish(outcome, settings, written, env)
     print_verdict(outcome, settings.report_dir, written)
     return outcome.verdict.exit_code
+
+
+def report_broken(settings: Settings, scenario: Scenario, secret_values: list[str], env: Mapping[str, str],
+                  exc: CiPerfError) -> None:  # fmt: skip
+    """The run broke: mask what the tools and services wrote, then write and publish why."""
+    mask_raw_and_logs(settings.report_dir, secret_values)
+    broken = broken_outcome(settings, scenario, exc)
+    written = write_outputs(broken, settings.report_dir, secret_values)
+    try:
+        publish(broken, settings, written, env)
+    except CiPerfError as late:  # the break is the story: a publishing problem must not replace it
+        eprint(f"ci-perf: warning: the broken run's reports were not published: {late}")
 
 
 # Which stage broke, by the error's type (ci_perf.errors): for the JUnit error case and the headline.

@@ -38,6 +38,8 @@ def delta_text(d: MetricDelta) -> str:
     where = "All requests" if d.endpoint == AGGREGATE else d.endpoint
     change = f"{d.delta_pct:+.1f}%" if d.delta_pct is not None else "changed"
     p_value = f" (p={d.p_value:.3g})" if d.p_value is not None else ""
+    if d.ci_low_pct is not None and d.ci_high_pct is not None:  # same-runner A/B: the paired interval
+        p_value = f" (interval {d.ci_low_pct:+.1f}%..{d.ci_high_pct:+.1f}%)"
     return f"{_METRIC_NAME.get(d.metric, d.metric)} of {where} {change} vs baseline{p_value}"
 
 

@@ -70,6 +70,8 @@ def _meta_line(outcome: Outcome) -> str:
         base = comparison.baseline
         ref = " ".join(x for x in (base.commit[:12], base.ref) if x) or comparison.source
         parts.append(f"baseline {escape_md(shorten(ref, 80))}")
+    if outcome.side_by_side:
+        parts.append(f"measured side by side on this runner, {len(outcome.side_by_side.order)} rounds")
     return "<sub>" + " · ".join(parts) + "</sub>"
 
 

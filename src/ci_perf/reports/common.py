@@ -77,7 +77,11 @@ def delta_value(delta: MetricDelta, value: float | None) -> str:
 
 
 def delta_pct(delta: MetricDelta) -> str:
-    return "-" if delta.delta_pct is None else f"{delta.delta_pct:+.1f}%"
+    if delta.delta_pct is None:
+        return "-"
+    if delta.ci_low_pct is not None and delta.ci_high_pct is not None:  # same-runner A/B: with its interval
+        return f"{delta.delta_pct:+.1f}% [{delta.ci_low_pct:+.1f}%, {delta.ci_high_pct:+.1f}%]"
+    return f"{delta.delta_pct:+.1f}%"
 
 
 def ms(value: float) -> str:

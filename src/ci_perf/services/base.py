@@ -36,6 +36,7 @@ class StackConfig:
     api_image: str = ""  # empty: the demo target
     api_build_context: str = ""  # docker build context for the API image
     api_command: str = ""  # local: the API command (default: the demo target on uvicorn)
+    api_dir: str = ""  # local: the folder api_command, migrate and seed run in (empty: ci-perf's own)
     api_env: dict[str, str] = field(default_factory=dict)
     migrate_command: str = ""  # run once the database is up, before the API
     seed_command: str = ""  # run once the API is healthy, before the test

@@ -207,7 +207,7 @@ class LocalStack:
             argv, env = ["/bin/sh", "-c", command], {**env, **secret_env}
         else:
             argv = [sys.executable, "-m", "ci_perf.demo", "--host", LOOPBACK, "--port", str(port)]
-        proc = self._spawn("api", argv, cfg.log_dir / "api.log", env)
+        proc = self._spawn("api", argv, cfg.log_dir / "api.log", env, cwd=Path(cfg.api_dir) if cfg.api_dir else None)
         base_url = f"http://127.0.0.1:{port}"
         self._wait(f"api ({base_url}{cfg.health_path})", proc, lambda: _http_ok(port, cfg.health_path), port)
         return base_url
@@ -216,8 +216,9 @@ class LocalStack:
         log = self.config.log_dir / f"{name}.log"
         own = ph.for_process(values, LOOPBACK, int(values["api_port"]))
         filled, secret_env = ph.fill_shell(command, own, ph.secret_names(self.config), f"{name}_command")
+        cwd = Path(self.config.api_dir) if self.config.api_dir else None
         code, out = procs.run_logged(name, ["/bin/sh", "-c", filled], log, {**env, **secret_env},
-                                     self.config.health_timeout_s)  # fmt: skip
+                                     self.config.health_timeout_s, cwd=cwd)  # fmt: skip
         if code != 0:
             raise ServiceError(f"{name} command failed (exit {code}): {command}\n{_tail_text(out)}")
 
@@ -231,8 +232,8 @@ class LocalStack:
         return path
 
     def _spawn(self, name: str, argv: list[str], log: Path, env: dict[str, str], user: str | None = None,
-               stop_signal: int = signal.SIGTERM) -> procs.Proc:  # fmt: skip
-        proc = procs.spawn(name, argv, log, env, user=user, stop_signal=stop_signal)
+               stop_signal: int = signal.SIGTERM, cwd: Path | None = None) -> procs.Proc:  # fmt: skip
+        proc = procs.spawn(name, argv, log, env, user=user, cwd=cwd, stop_signal=stop_signal)
         self.processes.append(proc)
         self.state.add_process(proc)
         return proc

@@ -202,12 +202,12 @@ def _killpg(pgid: int, sig: int) -> None:
 
 
 def run_logged(name: str, argv: Sequence[str], log: Path, env: dict[str, str], timeout_s: float,
-               user: str | None = None) -> tuple[int, str]:  # fmt: skip
+               user: str | None = None, cwd: Path | None = None) -> tuple[int, str]:  # fmt: skip
     """Run a short command to completion; returns (exit code, its output), also appended to `log`."""
     try:
         done = subprocess.run(
             list(argv), capture_output=True, env=env, timeout=timeout_s, user=user, group=_group(user),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, cwd=cwd,
         )  # fmt: skip
         code, output = done.returncode, (done.stdout + done.stderr).decode(errors="replace")
     except subprocess.TimeoutExpired as exc:
