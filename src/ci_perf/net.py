@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import socket
@@ -44,8 +43,14 @@ def socket_inodes(pid: int) -> set[int] | None:
         return None
     links = []
     for fd in fds:
-        with contextlib.suppress(OSError):  # closed meanwhile (the listing's own fd among them)
+        try:
             links.append(os.readlink(fd))
+        except PermissionError:
+            # Listing is a file-permission check, reading a link a ptrace one: root in a container without
+            # CAP_SYS_PTRACE lists another user's fds but may not read them. Not visible, not "none".
+            return None
+        except OSError:  # closed meanwhile (the listing's own fd among them)
+            pass
     return inodes_in(" ".join(links))
 
 
