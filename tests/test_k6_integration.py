@@ -92,9 +92,10 @@ def test_rate_limit_429_counts_as_expected(tmp_path: Path) -> None:
     limited = sum(
         v["values"]["count"]
         for k, v in summary.items()
-        if k.startswith("http_reqs{name:") and k.endswith(",status:429}")
+        if k.startswith("ci_perf_status{name:") and k.endswith(",status:429}")
     )
     assert limited > 0
+    assert sum(w.limited or 0 for w in result.total.windows) == limited  # per window, from their own counters
     assert not any("429" in e.error for e in result.total.errors)
     assert result.total.failures == sum(e.occurrences for e in result.total.errors)
     assert result.total.requests == export["http_reqs"]["count"]

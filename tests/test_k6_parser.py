@@ -122,9 +122,10 @@ def test_rate_limit_429_is_expected_not_failed() -> None:
     limited = sum(
         v["values"]["count"]
         for k, v in summary.items()
-        if k.startswith("http_reqs{name:") and k.endswith(",status:429}")
+        if k.startswith("ci_perf_status{name:") and k.endswith(",status:429}")
     )
     assert limited > 0
+    assert sum(w.limited or 0 for w in result.total.windows) == limited
     assert not any("429" in e.error for e in result.total.errors)
     assert result.total.failures <= result.total.requests - limited
 
@@ -154,6 +155,14 @@ def _broken(tmp_path: Path, text: str) -> RunArtifacts:
     path = tmp_path / "k6-summary.json"
     path.write_text(text)
     return _artifacts(k6_summary=path)
+
+
+def test_summary_of_an_older_script_is_refused_in_one_line(tmp_path: Path) -> None:
+    doc = json.loads((GOLDEN / "smoke_test" / "k6-summary.json").read_text())
+    doc["ci_perf"]["format"] = 2  # per-window sub-metrics this parser no longer reads: never zero windows
+    with pytest.raises(ResultError, match=r"older ci-perf k6 script \(format 2\).* reads format 3") as err:
+        parse_k6(_broken(tmp_path, json.dumps(doc)), META)
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize(

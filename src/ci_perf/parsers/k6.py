@@ -1,11 +1,12 @@
 """k6 summary -> RunResult, with every statistic exactly as k6 computed it.
 
-Our script's handleSummary file holds the sub-metrics it declared (per endpoint `{name:X}`, per
-window `{win:i}`, per both, per error status) and a `ci_perf` block (window length, endpoints, the
-planned load shape, the wrong-answer reason codes). From format 2 on, latency is over right answers
-only (the script's `ci_perf_ok` Trend), failures are error statuses plus wrong 2xx answers
-(`ci_perf_wrong`), `all_p95_ms` is http_req_duration's p95 over every request, and policy decisions
-come from `ci_perf_decisions`. The body behind each error status comes from the `ci-perf failure`
+Our script's handleSummary file holds the sub-metrics it declared (per endpoint `{name:X,method:M}`,
+per error status `ci_perf_status{...,status:S}`), one Trend and one Counter per window i
+(`ci_perf_ok_w<i>`: right answers, `ci_perf_failed_w<i>`: failures; each per endpoint too) and a
+`ci_perf` block (window length, endpoints, the planned load shape, the wrong-answer reason codes).
+Latency is over right answers only (the script's `ci_perf_ok` Trend), failures are error statuses plus
+wrong 2xx answers (`ci_perf_wrong`), `all_p95_ms` is http_req_duration's p95 over every request, and
+policy decisions come from `ci_perf_decisions`. The body behind each error status comes from the `ci-perf failure`
 lines the script writes to k6's stderr. A user's own script only leaves k6's `--summary-export`:
 aggregate numbers, plus per endpoint for every `{name:X}` sub-metric it declared thresholds on.
 """
@@ -57,8 +58,11 @@ class Summary:
         }
         block = doc.get("ci_perf")
         self.block: dict[str, Any] | None = block if isinstance(block, dict) else None
-        # Format 2: success-only latency and wrong answers in our own metrics.
-        self.judged = bool(self.block and int(self.block.get("format") or 1) >= 2)
+        if self.block is not None and int(self.block.get("format") or 1) < FORMAT:
+            self.fail(f"written by an older ci-perf k6 script (format {self.block.get('format')}); this ci-perf "
+                      f"reads format {FORMAT}: rerun the test with it")  # fmt: skip
+        # Success-only latency and wrong answers in our own metrics.
+        self.judged = self.block is not None
         self.latency = SUCCESS_METRIC if self.judged else "http_req_duration"
         state = doc.get("state") or {}
         total = self.get("http_reqs")
@@ -88,6 +92,7 @@ class Summary:
 
 
 _TREND_FLAG = "'min,avg,med,p(90),p(95),p(99),max,count'"
+FORMAT = 3  # k6_script.js's FORMAT: windows in metrics of their own, statuses in ci_perf_status
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -187,22 +192,23 @@ def windows(
     count = int(block.get("windows") or 0) if width else 0
     plan = block.get("plan") or {}
     out = []
+    sel = _sel(tags)
     for i in range(count):
-        sel = _sel(tags, win=i)
-        requests = int(s.number(f"http_reqs{sel}", "count", 0.0))
+        lat, failures = f"ci_perf_ok_w{i}{sel}", int(s.number(f"ci_perf_failed_w{i}{sel}", "count", 0.0))
+        right = int(s.number(lat, "count", 0.0))
+        requests = right + failures
         start = i * width
         if not requests and start >= min(s.run_s, float(block.get("duration_s") or s.run_s)):
             break  # the grace period after the planned duration, when nothing was left in flight
         # The script puts anything past its last window into that window: it lasts to the end.
         end = s.run_s if i == count - 1 else min(start + width, s.run_s)
-        lat = f"{s.latency}{sel}"
-        has = (s.number(lat, "count", 0.0) if s.judged else requests) > 0
+        has = right > 0
         out.append(
             Window(
                 start_s=start,
                 length_s=round(max(end - start, 1e-3), 6),
                 requests=requests,
-                failures=failed(s, sel),
+                failures=failures,
                 users=shard_users(users_at(plan, start + width / 2), shard),
                 p50_ms=s.number(lat, "med") if has else None,
                 p95_ms=s.number(lat, "p(95)") if has else None,
@@ -253,15 +259,15 @@ def _status_label(status: int, texts: Counter[str]) -> str:
 
 def _limited(s: Summary, window: int) -> int | None:
     """429 answers in a window of all requests; None from scripts that do not count them."""
-    key = f"http_reqs{_sel({}, win=window, status=429)}"
+    key = f"ci_perf_status{_sel({}, win=window, status=429)}"
     return int(s.number(key, "count", 0.0)) if key in s.metrics else None
 
 
 def errors(
     s: Summary, endpoints: list[Tags], failures: int, texts: dict[tuple[str, str], Counter[str]]
 ) -> tuple[ErrorCount, ...]:
-    """Failed requests by C2 text: error statuses from the `{name:X,status:S}` counters our script
-    declares (with the body VUs logged for them), wrong answers from its `{reason:R}` counters."""
+    """Failed requests by C2 text: error statuses from the `ci_perf_status{name:X,method:M,status:S}`
+    counters our script declares (with the body VUs logged for them), wrong answers from its `{reason:R}` counters."""
     block = s.block or {}
     expected = set(block.get("expected_statuses") or ())
     reasons: dict[str, list[list[str]]] = block.get("reasons") or {}
@@ -271,7 +277,7 @@ def errors(
         for status in block.get("error_statuses") or ():
             if status in expected or 200 <= status < 300:
                 continue
-            n = int(s.number(f"http_reqs{_sel(tags, status=status)}", "count", 0.0))
+            n = int(s.number(f"ci_perf_status{_sel(tags, status=status)}", "count", 0.0))
             if n:
                 label = _status_label(status, texts.get(key, Counter()))
                 counts[label] = counts.get(label, 0) + n

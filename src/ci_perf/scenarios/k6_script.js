@@ -16,12 +16,14 @@
 // distinct non-2xx failure text a VU meets goes to stderr (`ci-perf failure {json}`), so the result can
 // name the body behind each status count.
 //
-// Exact statistics without per-request output: every sample is tagged with `name` (the endpoint name of
-// the payload table) and `win` (its time window), and never-failing thresholds (empty arrays) declare the
-// sub-metrics per name, per window and per (name, window), so k6 itself computes their counts, failure
-// rates and percentiles for the end-of-test summary. http_req_duration keeps only its aggregate and
-// per-endpoint sub-metrics (the labelled all-requests p95); the per-window ones moved to ci_perf_ok, so
-// k6's cost per request does not grow.
+// Exact statistics without per-request output: k6 itself computes every count, failure rate and
+// percentile for the end-of-test summary. Requests are tagged with `name` (the endpoint name of the
+// payload table) and `method`; never-failing thresholds (empty arrays) declare the per-endpoint
+// sub-metrics. Windows are metrics of their own: a request adds one sample to its window's ci_perf_ok_w<i>
+// (Trend: a right answer's duration) or ci_perf_failed_w<i> (Counter: a failure), each with per-endpoint
+// sub-metrics, so a window's requests are the two counts together. Non-2xx answers also go to
+// ci_perf_status (per endpoint and status; 429s per window). ci_perf_ok's samples carry `win` for the
+// per-request output (--histogram), which the parser reads per window.
 import http from 'k6/http';
 import exec from 'k6/execution';
 import { sleep } from 'k6';
@@ -29,14 +31,15 @@ import { SharedArray } from 'k6/data';
 import { Counter, Trend } from 'k6/metrics';
 import crypto from 'k6/crypto';
 
-const FORMAT = 2; // 2: success-only latency (ci_perf_ok), wrong answers, decisions
-// k6 compares every sample's tags with every declared sub-metric of its metric (~80 ns each, measured
-// with k6 1.1.0): 8 endpoints x 30 windows x 3 metrics adds ~70 us of k6 CPU per request, so a long
-// run gets wider windows rather than more of them.
+const FORMAT = 3; // 3: windows in metrics of their own, statuses in ci_perf_status
+// k6 compares every sample's tags with every sub-metric of the sample's metric (~80 ns each, k6 1.1.0).
+// Format 2 declared per-window and per-status sub-metrics on the metrics every request feeds: 8
+// endpoints x 30 windows cost ~1,000 comparisons (~80 us of CPU) per request. Now a request meets the
+// per-endpoint ones of the metrics it feeds (5 per endpoint for a right answer), whatever the windows;
+// MAX_WINDOWS only bounds the summary's size.
 const MAX_WINDOWS = 30;
 // Statuses counted per endpoint so the result can say which errors happened.
 const ERROR_STATUSES = [0, 400, 401, 403, 404, 405, 408, 409, 413, 415, 422, 429, 500, 501, 502, 503, 504];
-const WINDOWED = ['http_reqs', 'http_req_failed', 'ci_perf_ok', 'ci_perf_wrong'];
 const TREND_STATS = ['min', 'avg', 'med', 'p(90)', 'p(95)', 'p(99)', 'max', 'count'];
 const DECISIONS = ['allow', 'deny', 'other'];
 const OTHER_2XX = [200, 201, 202, 203, 204, 206];
@@ -68,6 +71,15 @@ const READ_BACK = { method: 'GET', path: '/api/v1/servers/{id}', name: '/api/v1/
 const ok = new Trend('ci_perf_ok', true);
 const wrong = new Counter('ci_perf_wrong');
 const decisions = new Counter('ci_perf_decisions');
+const statuses = new Counter('ci_perf_status'); // non-2xx answers, expected ones too (429s per window)
+// Per window i: durations of right answers, and failures (error statuses + wrong answers); requests
+// are the two counts together.
+const okWin = [];
+const failedWin = [];
+for (let w = 0; w < N_WINDOWS; w++) {
+  okWin.push(new Trend(`ci_perf_ok_w${w}`, true));
+  failedWin.push(new Counter(`ci_perf_failed_w${w}`));
+}
 
 // --- load shape ----------------------------------------------------------------------------------
 
@@ -140,15 +152,16 @@ function declareThresholds() {
   const table = {};
   for (const [key, spec] of all) {
     const sel = `name:${spec.name},method:${spec.method}`;
-    for (const m of [...WINDOWED, 'http_req_duration']) t[`${m}{${sel}}`] = [];
-    for (const s of ERROR_STATUSES) t[`http_reqs{${sel},status:${s}}`] = [];
-    for (let w = 0; w < N_WINDOWS; w++) for (const m of WINDOWED) t[`${m}{${sel},win:${w}}`] = [];
+    for (const m of ['http_reqs', 'http_req_failed', 'http_req_duration', 'ci_perf_ok', 'ci_perf_wrong']) {
+      t[`${m}{${sel}}`] = [];
+    }
+    for (const s of ERROR_STATUSES) t[`ci_perf_status{${sel},status:${s}}`] = [];
+    for (let w = 0; w < N_WINDOWS; w++) for (const m of ['ci_perf_ok', 'ci_perf_failed']) t[`${m}_w${w}{${sel}}`] = [];
     table[key] = reasons(spec);
     for (const [code] of table[key]) t[`ci_perf_wrong{${sel},reason:${code}}`] = [];
   }
-  for (let w = 0; w < N_WINDOWS; w++) for (const m of WINDOWED) t[`${m}{win:${w}}`] = [];
   // 429s per window, counted even where they are expected (rate_limit_test's finding needs them).
-  for (let w = 0; w < N_WINDOWS; w++) t[`http_reqs{win:${w},status:429}`] = [];
+  for (let w = 0; w < N_WINDOWS; w++) t[`ci_perf_status{win:${w},status:429}`] = [];
   for (const d of DECISIONS) t[`ci_perf_decisions{decision:${d}}`] = [];
   t.ci_perf_ok = [];
   t.ci_perf_wrong = [];
@@ -274,11 +287,14 @@ function send(spec, { path, query, body, expect, check } = {}) {
   let url = HOST + (path || spec.path);
   const q = Object.entries(query || {}).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`);
   if (q.length) url += `?${q.join('&')}`;
-  const tags = { name: spec.name, method: spec.method, win: String(windowIndex()) };
+  const tags = { name: spec.name, method: spec.method };
+  const win = windowIndex(); // of the request's start
   const write = spec.method === 'POST';
   const res = write ? http.post(url, JSON.stringify(body), params(tags, true)) : http.get(url, params(tags, false));
+  if (res.status < 200 || res.status > 299) statuses.add(1, { ...tags, status: String(res.status), win: String(win) });
   let [code, answer] = judge(res, spec, expect);
   if (code === '' && check && answer !== null) code = check(answer);
+  if (code !== '') failedWin[win].add(1, tags);
   if (code === null) { // not 2xx: http_req_failed counted it; note its text once
     const text = res.status ? `HTTP ${res.status}` : `connection error: ${res.error || 'unknown'}`;
     const start = res.status && typeof res.body === 'string' ? res.body.replace(/\s+/g, ' ').trim() : '';
@@ -289,7 +305,8 @@ function send(spec, { path, query, body, expect, check } = {}) {
     wrong.add(1, { ...tags, reason: code });
     return null;
   }
-  ok.add(res.timings.duration, tags);
+  ok.add(res.timings.duration, { ...tags, win: String(win) }); // win: for the streamed histograms
+  okWin[win].add(res.timings.duration, tags);
   return answer;
 }
 
