@@ -2,7 +2,7 @@
 
 Scenario, auth, host and window reach the script through env (CI_PERF_*), never argv, so secrets
 stay out of `ps`. k6 writes two summaries: ours (handleSummary -> CI_PERF_SUMMARY_FILE, with the
-per-endpoint and per-window sub-metrics) and k6's own `--summary-export`, which a user's own script
+per-endpoint sub-metrics and the per-window metrics) and k6's own `--summary-export`, which a user's own script
 also gets and which the tests use as k6's word on its numbers.
 """
 
