@@ -12,7 +12,8 @@ medians, and each ratio is the median of the per-round ratios. Locust also runs 
 run's p50/p95 come from the tool's own output files, read the same way for both sides, so latency
 added by ci-perf's own threads (health probe, progress) would show.
 
-Targets: ci-perf >= 95% of by hand (each tool); Locust default >= 1.7x --processes 1 on 2+ cores.
+Targets: ci-perf >= 95% of by hand for Locust, >= 98% for k6; Locust default >= 1.7x --processes 1 on 2+
+cores.
 
   python bench/loadgen.py                       # ~6 minutes: 15 s runs, 3 rounds
   python bench/loadgen.py --duration 30 --rounds 3 --tools locust
@@ -43,7 +44,8 @@ from ci_perf.runners import locust as locust_runner
 from ci_perf.scenarios.catalog import Scenario, get_scenario
 
 SCENARIO = "rate_limit_test"  # no think time: every user sends as fast as the tool can
-MIN_SHARE, MIN_SPEEDUP = 0.95, 1.7
+# k6: issue 13 item 5 (the script's per-window and per-status sub-metrics cost 5% before format 3)
+MIN_SHARE, MIN_SPEEDUP = {"locust": 0.95, "k6": 0.98}, 1.7
 
 
 @dataclass(frozen=True)
@@ -241,10 +243,10 @@ def bench_tool(tool: str, scenario: Scenario, host: str, work: Path, rounds: int
     for mode, run in med.items():
         show(mode, run)
     share = paired(runs["ci-perf (default)"], runs["by hand"])
-    ok = share >= MIN_SHARE
+    ok = share >= MIN_SHARE[tool]
     print(
         f"  ci-perf / by hand = {share:.1%} of the throughput (median of per-round ratios; "
-        f"target >= {MIN_SHARE:.0%}): {verdict(ok)}"
+        f"target >= {MIN_SHARE[tool]:.0%}): {verdict(ok)}"
     )
     # A busy machine blurs req/s much more than CPU per request (ci-perf's fixed start-up, parse and
     # report CPU is in its figure, so short runs overstate it).
