@@ -104,4 +104,6 @@ def test_a_shard_runs_its_segment_with_histograms(sark_stub: str, tmp_path: Path
     for ep in (result.total, *result.endpoints):
         assert ep.histogram is not None and ep.histogram.total == ep.requests, ep.key
         assert sum(w.histogram.total for w in ep.windows if w.histogram) == ep.requests, ep.key
+        for w in ep.windows:  # k6's per-request points (their win tag) agree with each window's own Trend
+            assert (w.histogram.total if w.histogram else 0) == w.requests - w.failures, (ep.key, w.start_s)
     assert abs(result.total.histogram.percentile(0.5) - result.total.p50_ms) <= max(0.5, result.total.p50_ms * 0.5)
