@@ -12,7 +12,7 @@ import pytest
 
 from ci_perf.cli import main
 from ci_perf.errors import ConfigError
-from ci_perf.merge import merge_endpoints, merge_results, merge_window
+from ci_perf.merge import merge_endpoints, merge_results, merge_window, unlike_parts
 from ci_perf.model import (
     AGGREGATE,
     Availability,
@@ -216,6 +216,27 @@ def test_cli_merge_writes_every_report(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["merge", paths[0], str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "other.json" in err[0] and "spike_test" in err[0]
+
+
+def test_unlike_parts_are_merged_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, (a, b) = full_and_shards()
+    a, b = (replace(r, meta=replace(r.meta, labels={})) for r in (a, b))  # separate runs, not shards
+    assert unlike_parts(named([a, b])) == ""
+    near = replace(b, meta=replace(b.meta, duration_s=9.6))  # 8 s and 9.6 s: within 20 %
+    assert unlike_parts(named([a, near])) == ""
+    b = replace(b, meta=replace(b.meta, users=10, duration_s=12.0))
+    assert unlike_parts(named([a, b])) == "users 4 (shard1.json), 10 (shard2.json); durations 8s to 12s"
+    paths = []
+    for i, r in enumerate((a, b)):
+        paths.append(tmp_path / f"part{i}.json")
+        paths[-1].write_text(json.dumps(Outcome(r, Evaluation()).to_dict()))
+    assert main(["merge", *map(str, paths), "--report-dir", str(tmp_path / "merged")]) in (0, 1)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"ci-perf: warning: the merged parts differ (users 4 ({paths[0]}), 10 ({paths[1]}); durations 8s to "
+        "12s); check they belong to one run"
+    ]
+    assert json.loads((tmp_path / "merged" / "results.json").read_text())["result"]["meta"]["users"] == 14
 
 
 def test_a_shard_neither_gates_nor_publishes(monkeypatch: pytest.MonkeyPatch) -> None:

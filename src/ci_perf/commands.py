@@ -187,10 +187,12 @@ def demo(duration: str, report_dir: Path) -> int:
 def merge(results: list[Path], report_dir: Path, config: Path | None) -> int:
     """`ci-perf merge`: shard/worker results.json files -> one result, judged and rendered again."""
     from ci_perf.config import build_settings
-    from ci_perf.merge import merge_results
+    from ci_perf.merge import merge_results, unlike_parts
 
     parts = [(str(path), pipeline.load_outcome(path).result) for path in results]
     merged = merge_results(parts)
+    if unlike := unlike_parts(parts):
+        pipeline.eprint(f"ci-perf: warning: the merged parts differ ({unlike}); check they belong to one run")
     meta = merged.meta
     settings = build_settings(
         {"scenario": meta.scenario, "tool": meta.tool, "report_dir": report_dir}, config_file=config

@@ -76,6 +76,25 @@ def check_compatible(parts: Sequence[Named]) -> None:
     check_shards(parts)
 
 
+DURATION_SPREAD = 0.2  # parts whose durations differ by more than this fraction get a warning
+
+
+def unlike_parts(parts: Sequence[Named]) -> str:
+    """Why the parts look like unlike runs ("" when they do not): different user counts (shards of one
+    split each record the whole plan's users, separate runs are meant as equal shares of the load) or
+    durations more than DURATION_SPREAD apart. A warning, not a refusal: uneven workers can be intended."""
+    reasons = []
+    users: dict[int, str] = {}  # each count with the first part that has it
+    for name, r in parts:
+        users.setdefault(r.meta.users, name)
+    if len(users) > 1:
+        reasons.append("users " + ", ".join(f"{n} ({name})" for n, name in sorted(users.items())))
+    durations = [r.meta.duration_s for _, r in parts]
+    if max(durations) > min(durations) * (1 + DURATION_SPREAD):
+        reasons.append(f"durations {min(durations):g}s to {max(durations):g}s")
+    return "; ".join(reasons)
+
+
 def check_shards(parts: Sequence[Named]) -> None:
     """Shards must come from one split (the same N) and each index once."""
     shards = [(name, parse_shard(r.meta.labels["shard"])) for name, r in parts if r.meta.labels.get("shard")]
