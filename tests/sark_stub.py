@@ -5,12 +5,15 @@ For fast runner/parser/script tests that need real HTTP but not PostgreSQL and R
 
     python tests/sark_stub.py --port 8000 [--auth api-key|jwt|none] [--api-key K] [--jwt-secret S]
         [--csrf] [--latency-ms 0] [--rate-limit 0] [--fail-rate 0] [--deny-all]
-        [--fail-registrations] [--drop-key KEY] [--record FILE]
+        [--fail-registrations] [--drop-key KEY] [--record FILE] [--echo]
 
 --deny-all answers every policy evaluation 200 "deny" (SARK failing closed with its policy engine
 down); --fail-registrations answers every registration 500 (the same outage, seen by registrations);
 --drop-key leaves KEY out of every JSON answer; --record appends one JSON line per request (method,
 path, query, headers, cookies, body) to FILE, for the tests that compare what the tools send.
+--echo answers like an API that echoes what it was sent (the secret-masking test): a policy evaluation
+gets 200 {"decision": <every request header>, ...}, every other API request a 500 or 401 whose short
+body is one of the request's header or cookie values, in turn, so that each lands in a failure text.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ LOCK = threading.Lock()
 DESTRUCTIVE = re.compile(r"delete|drop|destroy|truncate|shutdown|wipe|exec|kill", re.I)
 SECRET_KEY = re.compile(r"password|secret|token|credential|private_key", re.I)
 WRITERS = ("admin", "developer")
+# Headers every client sends: --echo's failure bodies skip them, so that the auth values come round often.
+PLAIN_HEADERS = {"host", "user-agent", "accept", "accept-encoding", "connection", "content-length", "content-type"}
 
 
 def decide(role: str, body: dict[str, Any]) -> tuple[str, str]:
@@ -71,6 +76,7 @@ class Handler(BaseHTTPRequestHandler):
     opts: argparse.Namespace
     window: ClassVar[list[float]] = [0.0, 0]  # rate limit: [window start, count]
     record_lock = threading.Lock()
+    echoed: ClassVar[list[int]] = [0]  # --echo: which header the next failure body carries
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -117,6 +123,21 @@ class Handler(BaseHTTPRequestHandler):
         )
         with self.record_lock, open(self.opts.record, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
+
+    def _echo(self) -> None:
+        """--echo: the request's own headers and cookies back, in a 2xx body or a short failure body."""
+        headers = dict(self.headers.items())
+        if self.path == "/api/v1/policy/evaluate":
+            body = {"decision": headers, "reason": self._cookies(), "filtered_parameters": None,
+                    "audit_id": str(uuid.uuid4()), "cache_hit": False}  # fmt: skip
+            return self._send(200, body)
+        items = [(k, v) for k, v in headers.items() if k.lower() not in PLAIN_HEADERS]
+        items += self._cookies().items()
+        with LOCK:
+            n = self.echoed[0]
+            self.echoed[0] += 1
+        name, value = items[n % len(items)]
+        self._send(500 if n % 2 else 401, {name: value})
 
     def _role(self) -> str | None:
         """The caller's role; None when answered 401."""
@@ -176,6 +197,8 @@ class Handler(BaseHTTPRequestHandler):
         if self._gate(write=False) is None:
             return
         url = urlparse(self.path)
+        if self.opts.echo and not url.path.startswith("/health"):
+            return self._echo()
         if url.path in ("/health", "/health/", "/health/live"):
             return self._send(200, {"status": "healthy", "version": "stub"})
         if url.path == "/health/ready":
@@ -198,6 +221,8 @@ class Handler(BaseHTTPRequestHandler):
         role = self._gate(write=True)
         if role is None:
             return
+        if self.opts.echo:
+            return self._echo()
         if not isinstance(body, dict):
             return self._send(422, {"detail": "invalid JSON"})
         if self.path == "/api/v1/servers/":
@@ -305,6 +330,7 @@ def main() -> None:
     p.add_argument("--fail-registrations", action="store_true", help="every registration answers 500")
     p.add_argument("--drop-key", default="", help="leave this key out of every JSON answer")
     p.add_argument("--record", default="", help="append every request as a JSON line to this file")
+    p.add_argument("--echo", action="store_true", help="answer with the request's own headers and cookies")
     opts = p.parse_args()
     if not opts.auth:  # the old command line: --api-key K meant X-API-Key auth
         opts.auth = "api-key" if opts.api_key else "none"

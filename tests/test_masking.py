@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ci_perf import pipeline
-from ci_perf.auth import Auth, mask_files
+from ci_perf.auth import CUT, Auth, mask, mask_files
 from ci_perf.model import ErrorCount, Evaluation, Outcome
 from ci_perf.reports.common import escape_md
 from synth import run
@@ -33,7 +33,7 @@ def test_a_secret_with_special_characters_is_masked_in_every_report(tmp_path: Pa
     result = replace(
         result, endpoints=(leaked, *result.endpoints[1:]), total=replace(result.total, errors=leaked.errors)
     )
-    written = pipeline.write_outputs(Outcome(result, Evaluation()), tmp_path, [SECRET])
+    written = pipeline.write_outputs(pipeline.masked(Outcome(result, Evaluation()), [SECRET]), tmp_path, [SECRET])
     assert {"results.json", "report.md", "report.html", "comment.md", "junit.xml"} <= set(written)
     for name, path in written.items():
         text = path.read_text(encoding="utf-8")
@@ -58,3 +58,12 @@ def test_every_auth_value_is_a_secret() -> None:
         {"CI_PERF_HEADERS": "X-Tenant: tenant-secret-1; X-Trace: abc", "CI_PERF_COOKIES": "s=cookie-v"}
     )
     assert {"tenant-secret-1", "abc", "cookie-v"} <= set(auth.secrets())
+
+
+def test_a_secret_cut_off_by_a_failure_text_is_masked() -> None:
+    """Failure texts keep a body's first 80 characters: a secret there may end early."""
+    token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl"
+    cut = f'HTTP 401: {{"Authorization": "Bearer {token[:50]}",3'
+    assert mask(cut, [token]) == 'HTTP 401: {"Authorization": "Bearer ***",3'
+    assert mask(f"{token[: CUT - 1]} and {token}", [token]) == f"{token[: CUT - 1]} and ***"  # too short to tell
+    assert mask("abcdefghijklmnopq abcdefghijklmnXYZ", ["abcdefghijklmnop"]) == "***q ***XYZ"

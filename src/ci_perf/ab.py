@@ -271,6 +271,7 @@ def run(settings: Settings, env: Mapping[str, str]) -> int:
         comparison=comparison,
         side_by_side=SideBySide(order, tuple(rounds["base"]), tuple(rounds["head"])),
     )
+    outcome = pipeline.masked(outcome, sorted(secrets))
     written = pipeline.write_outputs(outcome, settings.report_dir, sorted(secrets))
     pipeline.publish(outcome, settings, written, env)
     pipeline.print_verdict(outcome, settings.report_dir, written)

@@ -76,12 +76,30 @@ def _pairs(text: str, sep: str, var: str, example: str) -> dict[str, str]:
     return out
 
 
+# A secret's first CUT characters mark a cut-off copy of it: failure texts keep only the start of an
+# answer's body (BODY_CHARS), so a secret an API echoes can end early there (a JWT's first 50 characters).
+CUT = 12
+
+
 def mask(text: str, secrets: list[str]) -> str:
-    """Replace every secret in text by ***."""
+    """Replace every secret in text by ***, and every start of one at least CUT characters long."""
     for s in sorted(secrets, key=len, reverse=True):
         if len(s) >= 4:
             text = text.replace(s, "***")
+        if len(s) > CUT and s[:CUT] in text:
+            text = _mask_starts(text, s)
     return text
+
+
+def _mask_starts(text: str, secret: str) -> str:
+    out, i = [], 0
+    while (start := text.find(secret[:CUT], i)) >= 0:
+        end = start + CUT
+        while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
+            end += 1
+        out += [text[i:start], "***"]
+        i = end
+    return "".join(out) + text[i:]
 
 
 def mask_data(data: Any, secrets: list[str]) -> Any:

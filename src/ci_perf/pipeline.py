@@ -317,14 +317,19 @@ def compare_to_baseline(settings: Settings, result: RunResult, baseline: RunResu
     return compare(result, baseline, source=settings.baseline, min_effect=settings.min_effect)
 
 
+def masked(outcome: Outcome, secret_values: list[str]) -> Outcome:
+    """The outcome with every secret masked in its texts (an echoing API puts them into error texts),
+    once, before anything writes, prints or publishes it: on the raw texts, since an escaped secret no
+    longer matches the raw one."""
+    return Outcome.from_dict(mask_data(outcome.to_dict(), secret_values)) if secret_values else outcome
+
+
 def write_outputs(outcome: Outcome, report_dir: Path, secret_values: list[str]) -> dict[str, Path]:
-    """results.json and every rendered report, secrets masked in the results before rendering and in
-    every file after it (a last line of defence)."""
+    """results.json and every rendered report of a `masked` outcome, secrets masked again in every file
+    (a last line of defence)."""
     from ci_perf.reports import render_all
 
     report_dir.mkdir(parents=True, exist_ok=True)
-    if secret_values:  # on the raw texts, before any renderer escapes them
-        outcome = Outcome.from_dict(mask_data(outcome.to_dict(), secret_values))
     files = {"results.json": json.dumps(outcome.to_dict(), indent=2, sort_keys=True) + "\n"}
     files.update(render_all(outcome))
     written: dict[str, Path] = {}
@@ -371,7 +376,7 @@ def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
         report_broken(settings, scenario, auth.secrets(), env, exc)
         raise
     mask_raw_and_logs(settings.report_dir, auth.secrets())
-    outcome = evaluate(settings, scenario, result, system, baseline)
+    outcome = masked(evaluate(settings, scenario, result, system, baseline), auth.secrets())
     written = write_outputs(outcome, settings.report_dir, auth.secrets())
     publish(outcome, settings, written, env)
     print_verdict(outcome, settings.report_dir, written)
@@ -382,7 +387,7 @@ def report_broken(settings: Settings, scenario: Scenario, secret_values: list[st
                   exc: CiPerfError) -> None:  # fmt: skip
     """The run broke: mask what the tools and services wrote, then write and publish why."""
     mask_raw_and_logs(settings.report_dir, secret_values)
-    broken = broken_outcome(settings, scenario, exc)
+    broken = masked(broken_outcome(settings, scenario, exc), secret_values)
     written = write_outputs(broken, settings.report_dir, secret_values)
     try:
         publish(broken, settings, written, env)
