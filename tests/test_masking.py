@@ -67,3 +67,15 @@ def test_a_secret_cut_off_by_a_failure_text_is_masked() -> None:
     assert mask(cut, [token]) == 'HTTP 401: {"Authorization": "Bearer ***",3'
     assert mask(f"{token[: CUT - 1]} and {token}", [token]) == f"{token[: CUT - 1]} and ***"  # too short to tell
     assert mask("abcdefghijklmnopq abcdefghijklmnXYZ", ["abcdefghijklmnop"]) == "***q ***XYZ"
+
+
+def test_a_broken_runs_error_is_masked_for_stderr_and_the_reports(tmp_path: Path) -> None:
+    from ci_perf.config import build_settings
+    from ci_perf.errors import ServiceError
+
+    settings = build_settings({"report_dir": tmp_path, "publish": "files"}, env={})
+    exc = ServiceError(f"the API did not become healthy; its last lines:\nAuthorization: Bearer {SECRET}")
+    pipeline.report_broken(settings, pipeline.scenario_for(settings), [SECRET], {}, exc)
+    assert str(exc) == "the API did not become healthy; its last lines:\nAuthorization: Bearer ***"
+    for path in tmp_path.iterdir():
+        assert not [f for f in forms(SECRET) if f in path.read_text(encoding="utf-8")], path.name

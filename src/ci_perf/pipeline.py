@@ -385,8 +385,11 @@ def run(settings: Settings, env: Mapping[str, str] | None = None) -> int:
 
 def report_broken(settings: Settings, scenario: Scenario, secret_values: list[str], env: Mapping[str, str],
                   exc: CiPerfError) -> None:  # fmt: skip
-    """The run broke: mask what the tools and services wrote, then write and publish why."""
+    """The run broke: mask what the tools and services wrote, then write and publish why. The error is
+    masked in place too: the caller re-raises it, and its message (a service's or tool's last lines)
+    becomes the one line on stderr."""
     mask_raw_and_logs(settings.report_dir, secret_values)
+    exc.args = (mask(str(exc), secret_values),)
     broken = masked(broken_outcome(settings, scenario, exc), secret_values)
     written = write_outputs(broken, settings.report_dir, secret_values)
     try:
