@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ci-perf", default=shutil.which("ci-perf") or "ci-perf")
     p.add_argument("--same-runner", action="store_true", help="both methods on a tiny API in a git repository")
     p.add_argument("--slowdown", type=float, default=0.25, help="--same-runner: the slow commit's extra sleep")
-    p.add_argument("--rounds", type=int, default=6, help="--same-runner: rounds per side-by-side run")
+    p.add_argument("--rounds", type=int, default=10, help="--same-runner: rounds per side-by-side run")
     p.add_argument("--round-duration", default="4s", help="--same-runner: each round's duration")
     args = p.parse_args(argv)
     if args.same_runner:

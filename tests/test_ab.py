@@ -75,7 +75,7 @@ def test_specs_resolve_or_say_what_is_wrong(tmp_path: Path) -> None:
     ("settings", "message"),
     [
         (Settings(host="http://127.0.0.1:1", baseline="ref:main"), "not an external --host"),
-        (Settings(baseline="ref:main", rounds=5, api_command="x"), "even number, at least 6"),
+        (Settings(baseline="ref:main", rounds=5, api_command="x"), "even number, at least 10"),
         (Settings(baseline="ref:main"), "set --api-command"),
         (Settings(baseline="ref:main", backend="docker"), "set --api-build-context"),
         (Settings(baseline="image:x", api_command="x"), "needs --backend docker"),
@@ -119,7 +119,7 @@ def test_pool_keeps_counts_means_rps_per_round_and_puts_windows_one_after_anothe
 def _ci_perf(repo: Path, report: Path, baseline: str, locustfile: Path) -> subprocess.CompletedProcess[str]:
     cmd = [
         sys.executable, "-m", "ci_perf", "run", "--preset", "none", "--scenario", "smoke_test",
-        "--script", str(locustfile), "--users", "4", "--spawn-rate", "4", "--duration", "3s", "--rounds", "6",
+        "--script", str(locustfile), "--users", "4", "--spawn-rate", "4", "--duration", "3s", "--rounds", "10",
         "--api-command", target.API_COMMAND, "--health-path", "/health/",
         "--baseline", baseline, "--fail-on-regression", "--min-effect", "50%", "--report-dir", str(report),
         "--publish", "files",
@@ -140,11 +140,11 @@ def test_a_commit_that_adds_8_ms_fails_the_gate_and_the_same_commit_passes(tmp_p
     assert slowed.returncode == 1, slowed.stdout + slowed.stderr
     assert "fail: p50 of GET /work" in slowed.stdout, slowed.stdout  # named, with its interval
     results = json.loads((tmp_path / "slowed" / "results.json").read_text())
-    assert results["side_by_side"]["order"] == ["base", "head", "head", "base", "base", "head"]
+    assert results["side_by_side"]["order"] == ["base", "head", "head", "base"] * 2 + ["base", "head"]
     degraded = {(d["endpoint"], d["metric"]) for d in results["comparison"]["deltas"] if d["change"] == "degraded"}
     assert ("GET /work", "p50") in degraded  # p95/p99 of 3 s rounds on a busy machine may stay inconclusive
-    assert "measured side by side on this runner, 6 rounds" in results["comparison"]["source"]
-    assert "side by side on this runner, 6 rounds" in (tmp_path / "slowed" / "comment.md").read_text()
+    assert "measured side by side on this runner, 10 rounds" in results["comparison"]["source"]
+    assert "side by side on this runner, 10 rounds" in (tmp_path / "slowed" / "comment.md").read_text()
     assert len(git(repo, "worktree", "list").splitlines()) == 1  # the base's tree is gone
 
     same = _ci_perf(repo, tmp_path / "same", "ref:HEAD", locustfile)
@@ -167,7 +167,7 @@ def test_a_signal_in_a_head_round_removes_the_base_tree_and_the_stack(tmp_path: 
     locustfile = target.write_locustfile(tmp_path / "locustfile.py")
     state = tmp_path / "state"
     cmd = [sys.executable, "-m", "ci_perf", "run", "--preset", "none", "--script", str(locustfile), "--users", "2",
-           "--duration", "30s", "--rounds", "6", "--api-command", target.API_COMMAND, "--baseline", "ref:HEAD~1",
+           "--duration", "30s", "--rounds", "10", "--api-command", target.API_COMMAND, "--baseline", "ref:HEAD~1",
            "--report-dir", str(tmp_path / "out"), "--publish", "files"]  # fmt: skip
     env = {**os.environ, "CI_PERF_STATE_DIR": str(state)}
     proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -175,13 +175,13 @@ def test_a_signal_in_a_head_round_removes_the_base_tree_and_the_stack(tmp_path: 
     seen = []
     for line in proc.stdout:  # the second round is the head's: by then the base round has come and gone
         seen.append(line)
-        if line.startswith("ci-perf: round 2/6: head"):
+        if line.startswith("ci-perf: round 2/10: head"):
             break
     for line in proc.stdout:
         seen.append(line)
         if line.startswith("ci-perf: smoke_test with"):
             break
-    assert seen and "round 2/6" in "".join(seen), "".join(seen)
+    assert seen and "round 2/10" in "".join(seen), "".join(seen)
     run_id = seen[0].split("run id ")[1].split(")")[0]
     time.sleep(2)
     assert (state / f"{run_id}.base.json").is_file() and (state / f"{run_id}.json").is_file()
@@ -219,7 +219,7 @@ def test_a_base_that_does_not_start_is_a_broken_run_with_reports_and_no_tree_lef
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "a file the api command needs")
     locustfile = target.write_locustfile(tmp_path / "locustfile.py")
-    cmd = [sys.executable, "-m", "ci_perf", "run", "--preset", "none", "--script", str(locustfile), "--rounds", "6",
+    cmd = [sys.executable, "-m", "ci_perf", "run", "--preset", "none", "--script", str(locustfile), "--rounds", "10",
            "--api-command", f"test -f only_in_head && {target.API_COMMAND}", "--baseline", "ref:HEAD~1",
            "--health-timeout", "20s", "--report-dir", str(tmp_path / "out"), "--publish", "files"]  # fmt: skip
     env = {**os.environ, "CI_PERF_STATE_DIR": str(tmp_path / "state")}

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 import synth
+from ci_perf.ab import round_order
 from ci_perf.model import AGGREGATE, Change, Evaluation, Gating, Outcome, RunResult, SideBySide
 from ci_perf.paired import (
     MIN_PAIRS,
@@ -94,7 +95,7 @@ def test_too_few_pairs_or_samples_is_inconclusive() -> None:
     assert cmp_.deltas and all(d.change is Change.INCONCLUSIVE for d in cmp_.deltas)
     assert f"need {MIN_PAIRS}" in cmp_.deltas[0].note
     thin = replace(base[0].total, requests=50, failures=0)  # 50 successes: enough for p95 (20), not p99 (100)
-    pairs = [(thin, replace(thin, p95_ms=thin.p95_ms * 2, p99_ms=thin.p99_ms * 2))] * 4
+    pairs = [(thin, replace(thin, p95_ms=thin.p95_ms * 2, p99_ms=thin.p99_ms * 2))] * MIN_PAIRS
     p95 = ratio_delta(AGGREGATE, "p95", "lower", lambda e: e.p95_ms, pairs, 0.10)
     p99 = ratio_delta(AGGREGATE, "p99", "lower", lambda e: e.p99_ms, pairs, 0.10)
     assert p95.change is Change.DEGRADED
@@ -102,20 +103,20 @@ def test_too_few_pairs_or_samples_is_inconclusive() -> None:
 
 
 def test_error_rate_is_judged_on_paired_differences() -> None:
-    base = [_round(i) for i in range(4)]
-    failing = [_round(50 + i, error_rate=0.2) for i in range(4)]
+    base = [_round(i) for i in range(MIN_PAIRS)]
+    failing = [_round(50 + i, error_rate=0.2) for i in range(MIN_PAIRS)]
     cmp_ = compare_paired(base, failing, "ref:x")
     err = next(d for d in cmp_.deltas if (d.endpoint, d.metric) == (AGGREGATE, "error_rate"))
     assert err.change is Change.DEGRADED and "pp" in err.note
-    same = compare_paired(base, [_round(60 + i) for i in range(4)], "ref:x")
+    same = compare_paired(base, [_round(60 + i) for i in range(MIN_PAIRS)], "ref:x")
     assert all(d.change is Change.UNCHANGED for d in same.deltas if d.metric == "error_rate")
 
 
 def test_outcome_keeps_both_sides_and_the_verdict_gates_on_the_paired_regressions() -> None:
-    base = [_round(i) for i in range(3)]
-    head = [_round(10 + i, shift=0.4) for i in range(3)]
+    base = [_round(i) for i in range(MIN_PAIRS)]
+    head = [_round(10 + i, shift=0.4) for i in range(MIN_PAIRS)]
     comparison = compare_paired(base, head, "ref:HEAD~1")
-    ab = SideBySide(("base", "head", "head", "base", "base", "head"), tuple(base), tuple(head))
+    ab = SideBySide(round_order(2 * MIN_PAIRS), tuple(base), tuple(head))
     outcome = Outcome(head[0], Evaluation(), comparison, gating=Gating(fail_on_regression=True), side_by_side=ab)
     again = Outcome.from_dict(outcome.to_dict())
     assert again == outcome

@@ -6,7 +6,7 @@ side by side on this machine, in interleaved rounds, and judges the pairs (ci_pe
   seed run in the tree's counterpart of the current folder. Docker: api_build_context is built from
   the tree. same-job is ref: of the pull/merge request's base (GITHUB_BASE_REF,
   CI_MERGE_REQUEST_TARGET_BRANCH_NAME); image:REF (docker) runs the prebuilt image REF as the base.
-- Rounds: base, head, head, base, base, head, ... (settings.rounds, even, at least 6). Each round gets
+- Rounds: base, head, head, base, base, head, ... (settings.rounds, even, at least 10). Each round gets
   a fresh stack with the same settings: no database rows, Redis keys or warm caches carry over from one
   side's round into the other's, and the backends need no change. It costs a stack start per round
   (seconds on the local backend), paid by both sides alike.
@@ -34,10 +34,10 @@ from ci_perf.config import Settings
 from ci_perf.errors import CiPerfError, ConfigError
 from ci_perf.merge import merge_results
 from ci_perf.model import EndpointStats, RunResult, Side, SideBySide, Window
-from ci_perf.paired import compare_paired
+from ci_perf.paired import MIN_PAIRS, compare_paired
 from ci_perf.services.base import StackConfig, new_run_id
 
-MIN_ROUNDS = 6
+MIN_ROUNDS = 2 * MIN_PAIRS  # fewer rounds can only ever be inconclusive
 
 
 def wanted(spec: str) -> bool:

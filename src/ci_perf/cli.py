@@ -99,7 +99,7 @@ def _add_judge_options(p: argparse.ArgumentParser) -> None:
         help="file:PATH | github-artifact | gitlab-artifact | comment; or measure the base side by side on this "
         "runner: ref:REF | same-job | image:REF",
     )
-    p.add_argument("--rounds", type=int, help="side by side: rounds in all, even, at least 6 (default 10)")
+    p.add_argument("--rounds", type=int, help="side by side: rounds in all, even, at least 10 (default 10)")
     p.add_argument(
         "--fail-on-regression",
         action="store_true",

@@ -91,7 +91,7 @@ class Settings:
     jwt: JwtConfig | None = None  # auth.jwt: ci-perf mints the tokens
     csrf: bool | None = None  # auth.csrf: generate a CSRF token (None: as the preset says)
     baseline: str = ""  # file:PATH | github-artifact | gitlab-artifact | comment | ref:REF | same-job | image:REF
-    rounds: int = 10  # same-runner A/B (ref:, same-job, image:): rounds in all, even, at least 6
+    rounds: int = 10  # same-runner A/B (ref:, same-job, image:): rounds in all, even, at least 10
     fail_on_regression: bool = False
     min_effect: float = 0.10
     publish: str = "auto"  # auto | github | gitlab | files | none

@@ -34,7 +34,7 @@ MAX_SPAWN_RATE = 100_000.0  # users per second
 MAX_PROCESSES = 1024  # --processes, --workers, --expect-workers
 MAX_WINDOW_S = 3600.0
 MAX_MIN_EFFECT = 10.0  # 1000%
-MAX_ROUNDS = 1000  # same-runner A/B rounds (ci_perf.ab checks even and at least 6)
+MAX_ROUNDS = 1000  # same-runner A/B rounds (ci_perf.ab checks even and at least 10)
 DURATION = r"^\s*(?=[0-9])([0-9]+[hH])?([0-9]+[mM])?([0-9]+[sS]?)?\s*$"
 FRACTION = r"^\s*([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*%?\s*$"
 SHARD = r"^\s*[0-9]+\s*/\s*[0-9]+\s*$"

@@ -9,7 +9,7 @@ The interval is the exact sign-test interval of the median of those numbers: two
 whose coverage follows from the binomial distribution alone. Why not a bootstrap: with 3 to 6 pairs
 a bootstrap has a handful of distinct resamples and its percentile interval covers less than it
 claims; the order-statistic interval holds exactly for any continuous distribution, needs no random
-seed, and states the level it reaches (at 3 pairs only 75%: the report says so).
+seed, and states the level it reaches (5 pairs 93.8%, 6 and more 95%).
 
 Verdict: DEGRADED (or IMPROVED) when the median change is at least `min_effect` (error rate:
 MIN_ERROR_PP) in the worse (better) direction and the interval excludes no change; a large change
@@ -28,7 +28,9 @@ from ci_perf.compare import LATENCY_AND_RPS, MIN_ERROR_PP
 from ci_perf.model import AGGREGATE, Change, Comparison, Direction, EndpointStats, MetricDelta, RunResult, min_samples
 
 CONFIDENCE = 0.95  # the level aimed at; fewer pairs reach less, and the interval says which
-MIN_PAIRS = 3  # 6 rounds: below this no interval is worth a verdict
+# 10 rounds. At 3 pairs the interval is only 75% and A/A trials flagged 3 of 10 unchanged commits
+# (bench/verdict_trials.py --same-runner --rounds 6 on a loaded machine); at 5 pairs it is 93.8%.
+MIN_PAIRS = 5
 
 
 @dataclass(frozen=True)
